@@ -1,0 +1,100 @@
+"""Accounts and their role grants: each grant binds one role to one scope (SPEC §1)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from flask_login import UserMixin
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from models.base import TimestampMixin, UTCDateTime, db
+from models.roles import ROLES
+
+
+class User(UserMixin, TimestampMixin, db.Model):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(sa.String(64))
+    password_hash: Mapped[str] = mapped_column(sa.String(256))
+    active: Mapped[bool] = mapped_column(default=True)
+    locale: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    grants = relationship("RoleGrant", back_populates="user", cascade="all, delete-orphan", lazy="selectin")
+
+    @property
+    def is_active(self) -> bool:  # Flask-Login
+        return self.active
+
+    def set_password(self, password: str) -> None:
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        return check_password_hash(self.password_hash, password)
+
+    @property
+    def roles(self) -> set[str]:
+        return {g.role for g in self.grants}
+
+    def has_role(self, *roles: str) -> bool:
+        return bool(self.roles.intersection(roles))
+
+    def __str__(self) -> str:
+        return f"{self.display_name}（{self.username}）"
+
+
+class RoleGrant(db.Model):
+    """One role on one scope. Exactly the column matching the role's scope kind is set."""
+
+    __tablename__ = "role_grants"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(CASE WHEN city_id IS NULL THEN 0 ELSE 1 END + CASE WHEN district_id IS NULL THEN 0 ELSE 1 END"
+            " + CASE WHEN school_id IS NULL THEN 0 ELSE 1 END + CASE WHEN class_id IS NULL THEN 0 ELSE 1 END"
+            " + CASE WHEN student_id IS NULL THEN 0 ELSE 1 END) = 1",
+            name="one_scope",
+        ),
+        sa.UniqueConstraint("user_id", "role", "city_id", "district_id", "school_id", "class_id", "student_id"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(sa.String(32))
+    city_id: Mapped[int | None] = mapped_column(sa.ForeignKey("cities.id"), nullable=True)
+    district_id: Mapped[int | None] = mapped_column(sa.ForeignKey("districts.id"), nullable=True)
+    school_id: Mapped[int | None] = mapped_column(sa.ForeignKey("schools.id"), nullable=True, index=True)
+    class_id: Mapped[int | None] = mapped_column(sa.ForeignKey("classes.id"), nullable=True)
+    student_id: Mapped[int | None] = mapped_column(sa.ForeignKey("students.id"), nullable=True, index=True)
+    user = relationship("User", back_populates="grants")
+    city = relationship("City")
+    district = relationship("District")
+    school = relationship("School")
+    school_class = relationship("SchoolClass")
+    student = relationship("Student")
+
+    @property
+    def scope_kind(self) -> str:
+        return ROLES[self.role].scope
+
+    @property
+    def scope_id(self) -> int:
+        return {
+            "city": self.city_id,
+            "district": self.district_id,
+            "school": self.school_id,
+            "class": self.class_id,
+            "student": self.student_id,
+        }[self.scope_kind]
+
+    @property
+    def scope_object(self):
+        return {
+            "city": self.city,
+            "district": self.district,
+            "school": self.school,
+            "class": self.school_class,
+            "student": self.student,
+        }[self.scope_kind]
+
+    def __str__(self) -> str:
+        return f"{ROLES[self.role].name} · {self.scope_object}"

@@ -1,0 +1,432 @@
+"""Who may do what, where, when: the one place for permission and scope (DESIGN.md).
+
+- ``scope(user, Model)`` is the SQL filter of what a user may see of a model. Every list, count,
+  detail, export, lookup and bulk action query is filtered by it.
+- ``check(user, action, obj, at)`` answers allowed-or-why-not for one object: role, scope, phase
+  window, state. A refusal carries a sentence a clerk understands and the HTTP status to answer
+  with: 404 when the object is outside the user's scope (it does not exist for them), 403 when it
+  is theirs to see but not to change.
+
+Record actions take their roles, windows and states from the workflow's transition table.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from models.accounts import RoleGrant, User
+from models.audit import AuditEvent
+from models.base import db
+from models.calendar import Cohort, PhaseWindow, Profile, Term
+from models.catalog import Activity, Category, Dimension
+from models.clock import local, now
+from models.contacts import Contact
+from models.org import City, District, School, SchoolClass, Student
+from models.owners import owner_ids
+from models.records import Record
+from models.roles import CLERK_OF_LEVEL, LEVEL_NAMES, ROLES
+
+EVERYONE = frozenset(ROLES)
+STAFF = EVERYONE - {"student", "parent"}
+SCHOOL_STAFF = frozenset({"school_leader", "school_admin", "school_clerk", "school_auditor", "principal"})
+CLASS_STAFF = frozenset({"homeroom_teacher", "class_evaluator"})
+UPPER = frozenset({"district_admin", "district_clerk", "district_auditor", "city_clerk", "city_auditor"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    roles: frozenset
+    windows: tuple = ()  # any one of these phases must be open for the object's cohort
+
+
+def _r(*roles, windows=()):
+    return Rule(frozenset(roles), tuple(windows))
+
+
+# What each model allows, by action. Record actions come from the workflow table instead.
+RULES: dict[type, dict[str, Rule]] = {
+    City: {"view": Rule(UPPER | {"district_admin"})},
+    District: {"view": Rule(STAFF), "edit": _r("district_admin")},
+    School: {
+        "view": Rule(STAFF),
+        "create": _r("district_admin"),
+        "edit": _r("district_admin", "school_admin"),
+        "delete": _r("district_admin"),
+    },
+    SchoolClass: {
+        "view": Rule(STAFF),
+        "create": _r("district_admin", "school_admin"),
+        "edit": _r("district_admin", "school_admin"),
+        "delete": _r("district_admin"),
+    },
+    Student: {
+        "view": Rule(STAFF),
+        "create": _r("district_admin", "school_admin"),
+        "edit": _r("district_admin", "school_admin"),
+        "delete": _r("district_admin"),
+        # 预确认 of non-participants: only while the preparation window is open (SPEC §4).
+        "preconfirm": _r("school_admin", "school_clerk", windows=("preparation",)),
+    },
+    Activity: {
+        "view": Rule(EVERYONE),
+        "create": _r("school_clerk", "district_clerk", windows=("preparation", "entry")),
+        "edit": _r("school_clerk", "district_clerk", windows=("preparation", "entry")),
+        "delete": _r("school_clerk", "district_clerk", windows=("preparation", "entry")),
+    },
+    Contact: {
+        "view": _r("district_admin", "school_admin", "school_leader"),
+        "create": _r("district_admin", "school_admin"),
+        "edit": _r("district_admin", "school_admin"),
+        "delete": _r("district_admin", "school_admin"),
+    },
+    User: {"view": _r("district_admin"), "create": _r("district_admin"), "edit": _r("district_admin")},
+    RoleGrant: {
+        "view": _r("district_admin"),
+        "create": _r("district_admin"),
+        "edit": _r("district_admin"),
+        "delete": _r("district_admin"),
+    },
+    Term: {"view": Rule(EVERYONE), "edit": _r("district_admin")},
+    Cohort: {"view": Rule(EVERYONE)},
+    PhaseWindow: {"view": Rule(EVERYONE), "edit": _r("district_admin")},
+    Profile: {"view": Rule(EVERYONE)},
+    Dimension: {"view": Rule(EVERYONE)},
+    Category: {"view": Rule(EVERYONE)},
+    AuditEvent: {"view": _r("district_admin", "school_admin")},
+    Record: {"view": Rule(EVERYONE)},
+}
+
+ACTION_NAMES = {
+    "view": "查看", "create": "新建", "edit": "修改", "delete": "删除", "preconfirm": "预确认",
+}
+MODEL_NAMES = {
+    City: "市", District: "区", School: "学校", SchoolClass: "班级", Student: "学生", Activity: "活动项目",
+    Contact: "联系人", User: "账号", RoleGrant: "角色授权", Term: "学期", Cohort: "年级组", PhaseWindow: "阶段时间",
+    Profile: "评价方案", Dimension: "维度", Category: "记录类别", AuditEvent: "操作记录", Record: "记录",
+}
+
+
+class Denied(Exception):
+    """A refusal: ``reason`` is shown to the user; ``status`` is 403 (not allowed) or 404 (not theirs)."""
+
+    def __init__(self, reason: str, status: int = 403):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason: str = ""
+    status: int = 200
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+ALLOW = Decision(True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Scope: SQL filters
+
+
+def _schools_of(grant: RoleGrant):
+    """School ids within a city/district/school grant, as something ``in_`` accepts."""
+    kind = grant.scope_kind
+    if kind == "city":
+        return sa.select(School.id).join(District, School.district_id == District.id).where(
+            District.city_id == grant.city_id
+        )
+    if kind == "district":
+        return sa.select(School.id).where(School.district_id == grant.district_id)
+    if kind == "school":
+        return [grant.school_id]
+    return None
+
+
+def _districts_of(grant: RoleGrant):
+    kind = grant.scope_kind
+    if kind == "city":
+        return sa.select(District.id).where(District.city_id == grant.city_id)
+    if kind == "district":
+        return [grant.district_id]
+    if kind == "school":
+        return sa.select(School.district_id).where(School.id == grant.school_id)
+    if kind == "class":
+        return (
+            sa.select(School.district_id)
+            .join(SchoolClass, SchoolClass.school_id == School.id)
+            .where(SchoolClass.id == grant.class_id)
+        )
+    return sa.select(School.district_id).join(Student, Student.school_id == School.id).where(
+        Student.id == grant.student_id
+    )
+
+
+def _school_of_lower(grant: RoleGrant):
+    """The school of a class or student grant, as a scalar subquery."""
+    if grant.scope_kind == "class":
+        return sa.select(SchoolClass.school_id).where(SchoolClass.id == grant.class_id).scalar_subquery()
+    return sa.select(Student.school_id).where(Student.id == grant.student_id).scalar_subquery()
+
+
+def _by_school(col, grant: RoleGrant):
+    schools = _schools_of(grant)
+    if schools is None:
+        return col == _school_of_lower(grant)
+    if isinstance(schools, list):
+        return col == schools[0]
+    return col.in_(schools)
+
+
+def _by_district(col, grant: RoleGrant):
+    districts = _districts_of(grant)
+    if isinstance(districts, list):
+        return col == districts[0]
+    return col.in_(districts)
+
+
+def _students_of_class(class_id):
+    return sa.select(Student.id).where(Student.class_id == class_id)
+
+
+def _users_in_district(grant: RoleGrant):
+    schools = _schools_of(grant) if grant.scope_kind in ("city", "district", "school") else None
+    if schools is None:
+        return sa.false()
+    school_ids = schools if not isinstance(schools, list) else sa.select(School.id).where(School.id.in_(schools))
+    inner = sa.select(RoleGrant.user_id).where(
+        sa.or_(
+            _by_district(RoleGrant.district_id, grant),
+            RoleGrant.school_id.in_(school_ids),
+            RoleGrant.class_id.in_(sa.select(SchoolClass.id).where(SchoolClass.school_id.in_(school_ids))),
+            RoleGrant.student_id.in_(sa.select(Student.id).where(Student.school_id.in_(school_ids))),
+        )
+    )
+    return inner
+
+
+def _clause(grant: RoleGrant, model: type):
+    kind = grant.scope_kind
+    if model is Record:
+        if kind == "class":
+            return Record.student_id.in_(_students_of_class(grant.class_id))
+        if kind == "student":
+            return Record.student_id == grant.student_id
+        return _by_school(Record.school_id, grant)
+    if model is Student:
+        if kind == "class":
+            return Student.class_id == grant.class_id
+        if kind == "student":
+            return Student.id == grant.student_id
+        return _by_school(Student.school_id, grant)
+    if model is SchoolClass:
+        if kind == "class":
+            return SchoolClass.id == grant.class_id
+        if kind == "student":
+            return SchoolClass.id == sa.select(Student.class_id).where(Student.id == grant.student_id).scalar_subquery()
+        return _by_school(SchoolClass.school_id, grant)
+    if model is School:
+        return _by_school(School.id, grant)
+    if model is Contact:
+        return _by_school(Contact.school_id, grant)
+    if model is Activity:
+        # A school's own catalogue and its district's; district and city staff see every school's.
+        district_level = sa.and_(Activity.level == "district", _by_district(Activity.district_id, grant))
+        if kind in ("city", "district"):
+            return _by_district(Activity.district_id, grant)
+        return sa.or_(district_level, _by_school(Activity.school_id, grant))
+    if model is District:
+        return _by_district(District.id, grant)
+    if model is City:
+        if kind == "city":
+            return City.id == grant.city_id
+        return City.id.in_(sa.select(District.city_id).where(_by_district(District.id, grant)))
+    if model is Term:
+        return _by_district(Term.district_id, grant)
+    if model is Cohort:
+        return Cohort.term_id.in_(sa.select(Term.id).where(_by_district(Term.district_id, grant)))
+    if model is PhaseWindow:
+        return PhaseWindow.cohort_id.in_(
+            sa.select(Cohort.id).join(Term, Cohort.term_id == Term.id).where(_by_district(Term.district_id, grant))
+        )
+    if model is AuditEvent:
+        if kind in ("city", "district"):
+            return _by_district(AuditEvent.district_id, grant)
+        return _by_school(AuditEvent.school_id, grant)
+    if model is User:
+        return User.id.in_(_users_in_district(grant))
+    if model is RoleGrant:
+        return RoleGrant.user_id.in_(_users_in_district(grant))
+    if model in (Profile, Dimension, Category):
+        return sa.true()
+    return sa.false()
+
+
+def scope(user: User | None, model: type, action: str = "view"):
+    """The filter of ``model`` rows this user may see (or act on with ``action``)."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return sa.false()
+    rule = RULES.get(model, {}).get(action)
+    if rule is None:
+        return sa.false()
+    clauses = [_clause(g, model) for g in user.grants if g.role in rule.roles]
+    if not clauses:
+        return sa.false()
+    return clauses[0] if len(clauses) == 1 else sa.or_(*clauses)
+
+
+def visible(user: User, obj) -> bool:
+    """Whether the object exists for this user (it is inside their view scope)."""
+    model = type(obj)
+    pk = sa.inspect(model).primary_key[0]
+    ident = sa.inspect(obj).identity
+    if ident is None:
+        return False
+    stmt = sa.select(pk).where(pk == ident[0]).where(scope(user, model))
+    return db.session.execute(stmt).first() is not None
+
+
+def get_scoped(user: User, model: type, ident):
+    """Load one object through the user's scope; None when it does not exist for them."""
+    pk = sa.inspect(model).primary_key[0]
+    try:
+        ident = pk.type.python_type(ident)
+    except (TypeError, ValueError):
+        return None
+    return db.session.execute(sa.select(model).where(pk == ident).where(scope(user, model))).scalar_one_or_none()
+
+
+# ---------------------------------------------------------------------------------------------
+# Checks on one object
+
+
+def contains(grant: RoleGrant, obj) -> bool:
+    """Whether a grant's scope holds an object (saved or about to be saved)."""
+    owner = owner_ids(obj)
+    return owner.get(grant.scope_kind) == grant.scope_id and grant.scope_id is not None
+
+
+def _role_names(roles) -> str:
+    return "、".join(ROLES[r].name for r in sorted(roles, key=list(ROLES).index))
+
+
+def cohort_of(obj, at: datetime | None = None) -> list[Cohort]:
+    """The cohorts whose schedule governs an object: the student's grade's, or every cohort of the term."""
+    student = None
+    if isinstance(obj, Student):
+        student = obj
+    elif isinstance(obj, Record):
+        student = obj.student
+    term = getattr(obj, "term", None)
+    if term is None:
+        district_id = owner_ids(obj).get("district")
+        if district_id is None:
+            return []
+        term = current_term(district_id)
+    if term is None:
+        return []
+    if student is not None:
+        cohort = term.cohort_for_grade(student.school_class.grade)
+        return [cohort] if cohort else []
+    return list(term.cohorts)
+
+
+def current_term(district_id: int) -> Term | None:
+    return db.session.execute(
+        sa.select(Term).where(Term.district_id == district_id, Term.is_current.is_(True))
+    ).scalar_one_or_none()
+
+
+def fmt(dt: datetime) -> str:
+    return local(dt).strftime("%Y-%m-%d %H:%M")
+
+
+def window_decision(cohorts: list[Cohort], phases: tuple, at: datetime, what: str) -> Decision:
+    """Allowed when one of the phases is open for every given cohort; else say which window applies."""
+    if not phases:
+        return ALLOW
+    if not cohorts:
+        return Decision(False, f"{what}：当前没有进行中的学期安排。", 403)
+    for cohort in cohorts:
+        windows = [cohort.window(p) for p in phases]
+        windows = [w for w in windows if w is not None]
+        if any(w.is_open(at) for w in windows):
+            continue
+        if not windows:
+            return Decision(False, f"{what}：{cohort.name}没有此阶段。", 403)
+        w = windows[0]
+        when = "尚未开始" if at < w.starts_at else "已结束"
+        return Decision(
+            False,
+            f"{what}只能在「{w.name}」阶段进行（{cohort.name}：{fmt(w.starts_at)} 至 {fmt(w.ends_at)}），该阶段{when}。",
+            403,
+        )
+    return ALLOW
+
+
+def check(user: User, action: str, obj, at: datetime | None = None, *, rule: Rule | None = None) -> Decision:
+    """Allowed-or-why-not for ``action`` on ``obj`` at instant ``at`` (default: the app clock)."""
+    at = at or now()
+    model = type(obj)
+    saved = sa.inspect(obj).persistent
+    if saved and not visible(user, obj):
+        return Decision(False, "记录不存在或不在您的权限范围内。", 404)
+    if rule is None:
+        if model is Record and action != "view":
+            from models.workflow import record_rule
+
+            rule, why = record_rule(user, action, obj)
+            if rule is None:
+                return Decision(False, why, 403)
+        else:
+            rule = RULES.get(model, {}).get(action)
+            if rule is not None and model is Activity and action != "view":
+                # A catalogue is kept by the clerks of its own level (校级/区级项目管理).
+                rule = Rule(rule.roles & {CLERK_OF_LEVEL.get(obj.level)}, rule.windows)
+    what = f"{ACTION_NAMES.get(action, action)}{MODEL_NAMES.get(model, model.__name__)}"
+    if rule is None or not user.has_role(*rule.roles):
+        return Decision(False, f"您的角色不能{what}。", 403)
+    if action == "view":
+        return ALLOW
+    if not any(g.role in rule.roles and contains(g, obj) for g in user.grants):
+        if not saved:
+            return Decision(False, f"{what}：对象不在您的管理范围内（需要：{_role_names(rule.roles)}）。", 403)
+        return Decision(False, f"您的角色不能{what}（需要：{_role_names(rule.roles)}）。", 403)
+    return window_decision(cohort_of(obj, at), rule.windows, at, what)
+
+
+def require(user: User, action: str, obj, at: datetime | None = None, **kw) -> None:
+    decision = check(user, action, obj, at, **kw)
+    if not decision:
+        raise Denied(decision.reason, decision.status)
+
+
+def can(user: User, action: str, model: type) -> bool:
+    """Whether any of the user's roles may ever do ``action`` on ``model`` (menus, buttons)."""
+    rule = RULES.get(model, {}).get(action)
+    return bool(rule) and user.has_role(*rule.roles)
+
+
+# ---------------------------------------------------------------------------------------------
+# Categories: who enters what
+
+
+def entry_rules_for(user: User, category: Category) -> list[dict]:
+    """The category's entry rules this user holds a role for."""
+    return [r for r in category.entry if user.has_role(CLERK_OF_LEVEL[r["level"]])]
+
+
+def entry_rule(category: Category, level: str, grade: int) -> dict | None:
+    for r in category.entry:
+        if r["level"] == level and grade in r.get("grades", category.grades):
+            return r
+    return None
+
+
+def level_name(level: str) -> str:
+    return LEVEL_NAMES.get(level, level)

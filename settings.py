@@ -1,0 +1,79 @@
+"""One settings module: every option is read from the environment here, with explicit defaults.
+
+Production (``CQE_ENV=production``) refuses to start without a real ``SECRET_KEY``.
+"""
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+LOCAL_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def parse_instant(value: str) -> datetime:
+    """Parse an ISO time; a naive one is Beijing time (what a district admin types)."""
+    dt = datetime.fromisoformat(value)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=LOCAL_TZ)
+    return dt
+
+
+def database_url(value: str) -> str:
+    """Accept plain ``postgresql://`` URLs and use the psycopg 3 driver for them."""
+    if value.startswith("postgres://"):
+        value = "postgresql://" + value[len("postgres://"):]
+    if value.startswith("postgresql://"):
+        value = "postgresql+psycopg://" + value[len("postgresql://"):]
+    return value
+
+
+class Config:
+    ENV_NAME = env_str("CQE_ENV", "development")
+    SECRET_KEY = env_str("SECRET_KEY")
+    SQLALCHEMY_DATABASE_URI = database_url(env_str("DATABASE_URL", "sqlite:///" + os.path.abspath("instance/cqe.sqlite")))
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {}
+    REDIS_URL = env_str("REDIS_URL")
+    CQE_NOW = env_str("CQE_NOW")
+    BABEL_DEFAULT_LOCALE = "zh_Hans_CN"
+    BABEL_DEFAULT_TIMEZONE = "Asia/Shanghai"
+    LANGUAGES = {"zh_Hans_CN": "简体中文", "en": "English"}
+    FLASK_ADMIN_SWATCH = "cerulean"
+    WTF_CSRF_ENABLED = True
+    WTF_CSRF_TIME_LIMIT = 8 * 3600
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", ENV_NAME == "production")
+    PAGE_SIZE = env_int("CQE_PAGE_SIZE", 20)
+    MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+    # Appeals and other per-student bounds are settings, not constants in code.
+    TESTING = False
+
+
+def load_config(override: dict | None = None) -> dict:
+    config = {k: getattr(Config, k) for k in dir(Config) if k.isupper()}
+    if override:
+        config.update(override)
+    if not config.get("SECRET_KEY"):
+        if config["ENV_NAME"] == "production":
+            raise RuntimeError("SECRET_KEY must be set when CQE_ENV=production")
+        config["SECRET_KEY"] = "dev-only-not-secret"
+    config["SQLALCHEMY_DATABASE_URI"] = database_url(config["SQLALCHEMY_DATABASE_URI"])
+    return config

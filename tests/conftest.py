@@ -1,0 +1,251 @@
+"""Fixtures: one app and one seeded database per run, a rolled-back transaction per test,
+``login_as(username)``, the app clock, and a dedicated Redis DB flushed per test.
+
+The database is SQLite unless ``CQE_TEST_DB=postgresql``, which uses ``TEST_DATABASE_URL``.
+Under ``CI=true`` an unreachable PostgreSQL or Redis fails the run; it is never skipped there.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import scoped_session, sessionmaker
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from app import create_app  # noqa: E402
+from models import clock, db  # noqa: E402
+
+DB_KIND = os.environ.get("CQE_TEST_DB", "sqlite")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+REDIS_URL = os.environ.get("REDIS_URL")
+STUDENTS_PER_CLASS = 4  # the demo district, smaller: 3 schools × 8 classes × 4 students
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts)
+
+
+def _database_url(tmp_dir: str) -> str:
+    if DB_KIND == "postgresql":
+        url = os.environ.get("TEST_DATABASE_URL")
+        if not url:
+            pytest.exit("CQE_TEST_DB=postgresql but TEST_DATABASE_URL is not set", returncode=3)
+        return url
+    return "sqlite:///" + os.path.join(tmp_dir, "cqe-test.sqlite")
+
+
+def _redis_status() -> str:
+    if not REDIS_URL:
+        return "not set"
+    try:
+        import redis
+
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        return "reachable"
+    except Exception as exc:  # noqa: BLE001 - reported, and fails the run in CI
+        return f"UNREACHABLE ({exc.__class__.__name__})"
+
+
+def pytest_report_header(config):
+    url = os.environ.get("TEST_DATABASE_URL", "") if DB_KIND == "postgresql" else "sqlite (temporary file)"
+    return [
+        f"CQE database: {DB_KIND} {_redacted(url) if DB_KIND == 'postgresql' else url}",
+        f"CQE redis: {_redacted(REDIS_URL) if REDIS_URL else '-'} ({_redis_status()})",
+        f"CI: {IN_CI}",
+    ]
+
+
+def pytest_sessionstart(session):
+    if IN_CI and (not REDIS_URL or _redis_status() != "reachable"):
+        pytest.exit(f"CI=true needs a reachable Redis (REDIS_URL={REDIS_URL!r})", returncode=3)
+
+
+def _reset_schema(app) -> None:
+    from flask_migrate import upgrade
+
+    engine = db.engine
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
+            conn.execute(sa.text("CREATE SCHEMA public"))
+    upgrade(directory=os.path.join(ROOT, "migrations"))
+
+
+def _seed_other_city() -> None:
+    """A second city with one district, school, class, students, records and a clerk: the
+    "outside" that district and city roles must never see."""
+    from models import (Activity, AuditEvent, Category, City, Contact, District, Profile, Record, RoleGrant, School,
+                        SchoolClass, Student, User)
+    from seed import shanghai
+    from seed.loader import create_term
+
+    profile = db.session.execute(sa.select(Profile).where(Profile.code == shanghai.CODE)).scalar_one()
+    city = City(code="zz", name="外市")
+    district = District(code="zzd", name="外区", city=city, settings={})
+    school = School(code="zz01", name="外区第一中学", district=district)
+    db.session.add_all([city, district, school])
+    db.session.flush()
+    term = create_term(district, profile, 2021, 1, shanghai.SCHEDULE_2021_1, is_current=True)
+    template = db.session.execute(sa.select(User).where(User.username == "admin")).scalar_one()
+    clerk = User(username="zz_clerk", display_name="外区录入员", password_hash=template.password_hash)
+    db.session.add(clerk)
+    db.session.add(RoleGrant(user=clerk, role="school_clerk", school=school))
+    db.session.add(Contact(school=school, kind="clerk", name="外联系人", mobile="13900000000"))
+    db.session.add(Activity(term=term, level="school", district=district, school=school, name="外校活动"))
+    for grade in (6, 7, 8, 9):
+        klass = SchoolClass(school=school, grade=grade, number=1)
+        db.session.add(klass)
+        for k in range(2):
+            db.session.add(Student(xjh=f"ZZ{grade}{k:016d}", name=f"外生{grade}{k}", gender="男", school_class=klass,
+                                   school_id=0))
+    db.session.flush()
+    categories = db.session.execute(sa.select(Category).where(Category.profile_id == profile.id)).scalars().all()
+    for student in db.session.execute(sa.select(Student).where(Student.school_id == school.id)).scalars():
+        for cat in categories:
+            if student.school_class.grade in cat.grades:
+                level = cat.entry[0]["level"]
+                db.session.add(Record(term=term, category=cat, student=student, school_id=school.id, origin=level,
+                                      state="draft" if level == "student" else "entered", data={}))
+    db.session.commit()
+    # History in three places, so the audit view has an inside and an outside for every scope.
+    for code in ("bs01", "bs02", "zz01"):
+        s = db.session.execute(sa.select(School).where(School.code == code)).scalar_one()
+        student = db.session.execute(sa.select(Student).where(Student.school_id == s.id).limit(1)).scalar_one()
+        student.gender = "女" if student.gender == "男" else "男"
+        db.session.commit()
+    assert db.session.execute(sa.select(sa.func.count(AuditEvent.id))).scalar() > 0
+
+
+@pytest.fixture(scope="session")
+def app(tmp_path_factory):
+    url = _database_url(str(tmp_path_factory.mktemp("db")))
+    app = create_app({
+        "SQLALCHEMY_DATABASE_URI": url,
+        "TESTING": True,
+        "SECRET_KEY": "test-secret",
+        "REDIS_URL": REDIS_URL,
+        "CQE_NOW": None,
+        "SERVER_NAME": None,
+    })
+    with app.app_context():
+        try:
+            with db.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001
+            pytest.exit(f"test database unreachable: {_redacted(url)}: {exc}", returncode=3)
+        _reset_schema(app)
+        from seed.demo import seed_demo
+
+        seed_demo(students_per_class=STUDENTS_PER_CLASS)
+        db.session.commit()
+        _seed_other_city()
+        db.session.remove()
+    yield app
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _unpinned_clock():
+    yield
+    clock.pin(None)
+
+
+@pytest.fixture
+def session(app):
+    """The test's database session: everything it commits is rolled back afterwards."""
+    ctx = app.app_context()
+    ctx.push()
+    conn = db.engine.connect()
+    outer = conn.begin()
+    original = db.session
+    db.session = scoped_session(sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
+                                             expire_on_commit=True))
+    try:
+        yield db.session
+    finally:
+        db.session.remove()
+        db.session = original
+        outer.rollback()
+        conn.close()
+        ctx.pop()
+
+
+@pytest.fixture
+def client(app, session):
+    return app.test_client()
+
+
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+
+
+def csrf_from(html: str) -> str:
+    m = CSRF_RE.search(html)
+    assert m, "no csrf_token on the page"
+    return m.group(1) or m.group(2)
+
+
+@pytest.fixture
+def login_as(client):
+    """Log the test client in as a demo user (password cqe2022); returns a CSRF token of the session."""
+
+    def _login(username: str, password: str = "cqe2022") -> str:
+        page = client.get("/login")
+        token = csrf_from(page.get_data(as_text=True))
+        resp = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
+        assert resp.status_code == 302, f"login of {username} failed: {resp.status_code}"
+        return token
+
+    return _login
+
+
+@pytest.fixture
+def at():
+    """Pin the app clock: ``at("2022-03-01 09:00")`` (Beijing time)."""
+
+    def _pin(value):
+        clock.pin(value)
+        return clock.now()
+
+    return _pin
+
+
+@pytest.fixture
+def redis_conn():
+    if not REDIS_URL:
+        if IN_CI:
+            pytest.fail("REDIS_URL must be set in CI")
+        pytest.skip("REDIS_URL not set (local run without Redis)")
+    import redis
+
+    conn = redis.Redis.from_url(REDIS_URL)
+    try:
+        conn.ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.fail(f"Redis unreachable at {REDIS_URL}: {exc}")
+    conn.flushdb()
+    yield conn
+    conn.flushdb()
+
+
+def table_fingerprint() -> dict:
+    """Row counts and a digest of every table: equal before and after means nothing changed."""
+    import hashlib
+
+    result = {}
+    for table in db.metadata.sorted_tables:
+        rows = db.session.execute(sa.select(table).order_by(*table.primary_key.columns)).all()
+        digest = hashlib.sha1(repr([tuple(r) for r in rows]).encode()).hexdigest()
+        result[table.name] = (len(rows), digest)
+    return result

@@ -1,0 +1,298 @@
+"""The admin panel: home page, generated category views, and the organisation/accounts/schedule views."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort
+from flask_admin import Admin, AdminIndexView, expose
+from flask_admin.theme import Bootstrap4Theme
+from flask_login import current_user
+from wtforms import fields as wf
+from wtforms import validators as v
+
+from models import policy
+from models.accounts import RoleGrant, User
+from models.audit import AuditEvent
+from models.base import db
+from models.calendar import PhaseWindow, Term
+from models.catalog import Activity, Category
+from models.clock import local
+from models.contacts import CONTACT_KINDS, Contact
+from models.fields import FieldErrors
+from models.org import GRADE_NAMES, STUDENT_STATUSES, School, SchoolClass, Student
+from models.records import Record
+from models.roles import ROLES
+from seed import shanghai
+from views.base import ScopedModelView
+from views.categories import category_view
+from views.home import home_context
+
+
+def _local_time(view, context, model, name):
+    value = getattr(model, name)
+    return local(value).strftime("%Y-%m-%d %H:%M") if value else ""
+
+
+class HomeView(AdminIndexView):
+    @expose("/")
+    def index(self):
+        if not current_user.is_authenticated:
+            from flask import redirect, url_for
+
+            return redirect(url_for("auth.login"))
+        return self.render("cqe/home.html", **home_context(current_user))
+
+
+class SchoolView(ScopedModelView):
+    column_list = ["code", "name", "district", "homeroom_audit"]
+    column_labels = {"code": "学校代码", "name": "学校名称", "district": "所属区", "homeroom_audit": "班主任审核德育活动"}
+    column_searchable_list = ["name", "code"]
+    form_columns = ["code", "name", "district", "homeroom_audit"]
+
+    def edit_form(self, obj=None):
+        form = super().edit_form(obj)
+        if not current_user.has_role("district_admin"):
+            # A school admin sets the school's own settings, nothing else.
+            for name in ("code", "name", "district"):
+                del form[name]
+        return form
+
+    def on_model_change(self, form, model, is_created):
+        if not is_created and sa.inspect(model).attrs.homeroom_audit.history.has_changes():
+            locked = db.session.execute(
+                sa.select(Record.id).join(Category, Record.category_id == Category.id)
+                .where(Record.school_id == model.id, Record.origin == "student", Category.code == "moral_activity",
+                       Record.term_id.in_(sa.select(Term.id).where(Term.is_current.is_(True))))
+                .limit(1)
+            ).first()
+            if locked:
+                raise FieldErrors({"homeroom_audit": "班主任审核德育活动：本学期已有学生录入团、队等德育活动记录，该设置已锁定。"})
+
+
+class ClassView(ScopedModelView):
+    column_list = ["school", "grade", "number"]
+    column_labels = {"school": "学校", "grade": "年级", "number": "班号"}
+    column_formatters = {"grade": lambda v, c, m, n: GRADE_NAMES.get(m.grade, m.grade)}
+    column_default_sort = [("school_id", False), ("grade", False), ("number", False)]
+    form_columns = ["school", "grade", "number"]
+    form_args = {"grade": {"validators": [v.NumberRange(6, 9, message="年级须为6至9")]}}
+    column_filters = ["grade"]
+
+
+class StudentView(ScopedModelView):
+    column_list = ["xjh", "name", "gender", "school_class", "school", "status"]
+    column_labels = {"xjh": "学籍号", "name": "姓名", "gender": "性别", "school_class": "班级", "school": "学校",
+                     "status": "状态"}
+    column_searchable_list = ["name", "xjh"]
+    column_filters = ["status", "gender"]
+    column_formatters = {"status": lambda v, c, m, n: m.status_name}
+    column_choices = {"status": list(STUDENT_STATUSES.items())}
+    form_columns = ["xjh", "name", "gender", "school_class", "status"]
+    form_overrides = {"status": wf.SelectField, "gender": wf.SelectField}
+    form_args = {
+        "status": {"choices": list(STUDENT_STATUSES.items())},
+        "gender": {"choices": [("男", "男"), ("女", "女")]},
+        "xjh": {"validators": [v.Length(min=5, max=32, message="学籍号长度须为5至32位")]},
+    }
+
+    def get_query(self):
+        from sqlalchemy.orm import joinedload
+
+        return super().get_query().options(joinedload(Student.school_class), joinedload(Student.school))
+
+    def on_model_change(self, form, model, is_created):
+        if not is_created and sa.inspect(model).attrs.status.history.has_changes():
+            # Changing who takes part is the 预确认 of SPEC §4: only in its window.
+            policy.require(current_user, "preconfirm", model)
+
+
+class PreconfirmView(StudentView):
+    """学生信息 → 预确认: mark students who do not take part (离校/休学/转学)."""
+
+    edit_action = "preconfirm"
+    form_columns = ["status"]
+    column_filters = ["status"]
+
+    def is_accessible(self):
+        return current_user.is_authenticated and policy.can(current_user, "preconfirm", Student)
+
+    @property
+    def can_create(self):
+        return False
+
+    @property
+    def can_delete(self):
+        return False
+
+    def on_model_change(self, form, model, is_created):
+        pass  # the view's edit action is already "preconfirm", checked with its window by the workflow
+
+
+class ActivityView(ScopedModelView):
+    column_list = ["level", "name", "organiser", "held_on", "school"]
+    column_labels = {"level": "级别", "name": "活动名称", "organiser": "主办", "held_on": "活动日期", "school": "学校",
+                     "description": "说明"}
+    column_formatters = {"level": lambda v, c, m, n: "区级" if m.level == "district" else "校级"}
+    column_searchable_list = ["name"]
+    column_editable_list = ["organiser"]
+    form_columns = ["name", "organiser", "held_on", "description"]
+    form_args = {"name": {"validators": [v.InputRequired(message="必填"), v.Length(max=128)]}}
+
+    def scope_filter(self):
+        return Activity.term_id.in_(sa.select(Term.id).where(Term.is_current.is_(True)))
+
+    def on_model_change(self, form, model, is_created):
+        if not is_created:
+            return
+        for grant in current_user.grants:
+            if grant.role == "school_clerk":
+                model.level, model.school = "school", grant.school
+                model.district_id = grant.school.district_id
+                break
+            if grant.role == "district_clerk":
+                model.level, model.school, model.district_id = "district", None, grant.district_id
+                break
+        term = policy.current_term(model.district_id) if model.district_id else None
+        if term is None:
+            raise FieldErrors({None: "当前没有进行中的学期。"})
+        model.term = term
+
+
+class ContactView(ScopedModelView):
+    column_list = ["school", "kind", "name", "position", "mobile", "qq", "notes", "is_main"]
+    column_labels = {"school": "学校", "kind": "类别", "name": "姓名", "position": "职务", "mobile": "手机",
+                     "qq": "QQ号码", "notes": "备注", "is_main": "主要联系人"}
+    column_formatters = {"kind": lambda v, c, m, n: m.kind_name}
+    form_columns = ["school", "kind", "name", "position", "mobile", "qq", "notes", "is_main"]
+    form_overrides = {"kind": wf.SelectField}
+    form_args = {
+        "kind": {"choices": list(CONTACT_KINDS.items())},
+        "mobile": {"validators": [v.Optional(), v.Regexp(r"^1\d{10}$", message="手机：须为11位手机号")]},
+        "qq": {"validators": [v.Optional(), v.Regexp(r"^\d{5,12}$", message="QQ号码：须为5至12位数字")]},
+    }
+    column_filters = ["kind"]
+    column_editable_list = ["position", "mobile", "qq", "notes"]
+
+
+class UserView(ScopedModelView):
+    column_list = ["username", "display_name", "active", "grants", "last_login_at"]
+    column_labels = {"username": "用户名", "display_name": "姓名", "active": "启用", "grants": "角色",
+                     "last_login_at": "最后登录"}
+    column_formatters = {"last_login_at": _local_time,
+                         "grants": lambda v, c, m, n: "；".join(str(g) for g in m.grants)}
+    column_searchable_list = ["username", "display_name"]
+    form_columns = ["username", "display_name", "active"]
+    form_extra_fields = {"new_password": wf.PasswordField("新密码", validators=[v.Optional(), v.Length(min=8, message="密码至少8位")])}
+    can_export = False
+    can_view_details = False
+
+    def on_model_change(self, form, model, is_created):
+        if form.new_password.data:
+            model.set_password(form.new_password.data)
+        elif is_created:
+            raise FieldErrors({"new_password": "新密码：新账号必须设置密码"})
+
+
+class GrantView(ScopedModelView):
+    column_list = ["user", "role", "district", "school", "school_class", "student"]
+    column_labels = {"user": "账号", "role": "角色", "district": "区", "school": "学校", "school_class": "班级",
+                     "student": "学生"}
+    column_formatters = {"role": lambda v, c, m, n: ROLES[m.role].name}
+    form_columns = ["user", "role", "district", "school", "school_class", "student"]
+    form_overrides = {"role": wf.SelectField}
+    form_args = {"role": {"choices": [(r.code, r.name) for r in ROLES.values() if r.scope != "city"]}}
+    can_export = False
+
+
+class TermView(ScopedModelView):
+    column_list = ["school_year", "semester", "profile", "is_current"]
+    column_labels = {"school_year": "学年", "semester": "学期", "profile": "评价方案", "is_current": "当前学期"}
+    form_columns = ["is_current"]
+    can_export = False
+
+
+class WindowView(ScopedModelView):
+    column_list = ["cohort", "phase", "starts_at", "ends_at"]
+    column_labels = {"cohort": "年级组", "phase": "阶段", "starts_at": "开始（北京时间）", "ends_at": "结束（北京时间）"}
+    column_formatters = {"starts_at": _local_time, "ends_at": _local_time,
+                         "phase": lambda v, c, m, n: m.name, "cohort": lambda v, c, m, n: str(m.cohort)}
+    column_default_sort = [("cohort_id", False), ("starts_at", False)]
+    form_columns = ["starts_at", "ends_at"]
+    can_export = False
+
+    def edit_form(self, obj=None):
+        form = super().edit_form(obj)
+        if obj is not None and not form.is_submitted():
+            form.starts_at.data = local(obj.starts_at).replace(tzinfo=None)
+            form.ends_at.data = local(obj.ends_at).replace(tzinfo=None)
+        return form
+
+    def on_model_change(self, form, model, is_created):
+        from settings import LOCAL_TZ
+
+        # The form shows and takes Beijing time; the database keeps UTC.
+        for name in ("starts_at", "ends_at"):
+            value = getattr(form, name).data
+            setattr(model, name, value.replace(tzinfo=LOCAL_TZ) if value.tzinfo is None else value)
+        if model.ends_at <= model.starts_at:
+            raise FieldErrors({"ends_at": "结束时间：须晚于开始时间"})
+
+
+class CategoryCatalogView(ScopedModelView):
+    column_list = ["dimension", "name", "grades", "entry", "per_term_limit", "per_year_limit"]
+    column_labels = {"dimension": "维度", "name": "类别", "grades": "适用年级", "entry": "录入方",
+                     "per_term_limit": "每学期上限", "per_year_limit": "每学年上限"}
+    column_formatters = {
+        "grades": lambda v, c, m, n: "、".join(GRADE_NAMES[g] for g in m.grades),
+        "entry": lambda v, c, m, n: "、".join(policy.level_name(r["level"]) for r in m.entry),
+    }
+    can_export = False
+
+
+class AuditView(ScopedModelView):
+    column_list = ["at", "actor_name", "ip", "object_type", "object_id", "action", "before", "after", "reason"]
+    column_labels = {"at": "时间", "actor_name": "操作人", "ip": "来源IP", "object_type": "对象类型",
+                     "object_id": "对象ID", "action": "操作", "before": "修改前", "after": "修改后", "reason": "原因"}
+    column_formatters = {"at": _local_time}
+    column_default_sort = ("id", True)
+    column_filters = ["object_type", "action", "actor_name", "object_id"]
+    column_searchable_list = ["actor_name", "object_id"]
+
+    @property
+    def can_create(self):
+        return False
+
+    @property
+    def can_edit(self):
+        return False
+
+    @property
+    def can_delete(self):
+        return False
+
+
+def init_admin(app) -> Admin:
+    admin = Admin(
+        app,
+        name="综合素质评价",
+        theme=Bootstrap4Theme(swatch="cerulean", base_template="cqe/admin_base.html"),
+        index_view=HomeView(name="首页", url="/admin"),
+    )
+    dimensions = {d["code"]: d["name"] for d in shanghai.DIMENSIONS}
+    for spec in shanghai.CATEGORIES:
+        admin.add_view(category_view(shanghai.CODE, spec, dimensions[spec["dimension"]]))
+    admin.add_view(ActivityView(Activity, name="团、队等德育活动项目管理", category="项目管理", endpoint="activities"))
+    admin.add_view(StudentView(Student, name="学生名册", category="学生信息", endpoint="students"))
+    admin.add_view(PreconfirmView(Student, name="预确认", category="学生信息", endpoint="preconfirm"))
+    admin.add_view(SchoolView(School, name="学校", category="学校与班级", endpoint="schools"))
+    admin.add_view(ClassView(SchoolClass, name="班级", category="学校与班级", endpoint="classes"))
+    admin.add_view(ContactView(Contact, name="联系信息表", category="学校与班级", endpoint="contacts"))
+    admin.add_view(TermView(Term, name="学期", category="学期安排", endpoint="terms"))
+    admin.add_view(WindowView(PhaseWindow, name="阶段时间", category="学期安排", endpoint="windows"))
+    admin.add_view(CategoryCatalogView(Category, name="记录类别", category="学期安排", endpoint="categories"))
+    admin.add_view(UserView(User, name="账号", category="账号与权限", endpoint="users"))
+    admin.add_view(GrantView(RoleGrant, name="角色授权", category="账号与权限", endpoint="grants"))
+    admin.add_view(AuditView(AuditEvent, name="操作记录", category="账号与权限", endpoint="audit"))
+    return admin
+
+
+__all__ = ["init_admin", "abort"]

@@ -1,0 +1,280 @@
+"""The one base of every admin view: load through scope → check through policy → act through workflow.
+
+Stock Flask-Admin scopes nothing. Here every endpoint kind goes through policy: list and count
+(``get_query``/``get_count_query``), details/edit/delete (``get_one`` answers 404 outside scope, then
+``check`` answers 403 with the reason), inline edit (``ajax_update``), bulk actions (ids re-filtered
+through scope and each object checked), export (the scoped list query), relationship dropdowns and
+ajax lookups (scoped queries).
+"""
+from __future__ import annotations
+
+from flask import abort, flash, redirect, request, url_for
+from flask_admin import expose
+from flask_admin.actions import action
+from flask_admin.contrib.sqla import ModelView
+from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
+from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
+from forms.base import CQEForm
+from flask_admin.helpers import get_redirect_target
+from flask_login import current_user
+from sqlalchemy import inspect as sa_inspect
+
+from models import policy, workflow
+from models.base import db
+from models.fields import FieldErrors
+
+
+def deny(exc: policy.Denied):
+    abort(exc.status, description=exc.reason)
+
+
+class ScopedAjaxLoader(QueryAjaxModelLoader):
+    """An ajax lookup that only ever offers objects inside the current user's scope."""
+
+    def __init__(self, name, model, fields, extra=None, **options):
+        super().__init__(name, db.session, model, fields=fields, **options)
+        self.extra = extra  # optional callable → additional filter clause
+
+    @property
+    def session(self):
+        return db.session
+
+    @session.setter
+    def session(self, value):
+        pass
+
+    def get_query(self):
+        query = db.session.query(self.model).filter(policy.scope(current_user, self.model))
+        if self.extra is not None:
+            clause = self.extra()
+            if clause is not None:
+                query = query.filter(clause)
+        return query
+
+    def get_one(self, pk):
+        pk_col = sa_inspect(self.model).primary_key[0]
+        try:
+            pk = int(pk)
+        except (TypeError, ValueError):
+            return None
+        with db.session.no_autoflush:
+            return self.get_query().filter(pk_col == pk).one_or_none()
+
+
+class ScopedModelView(ModelView):
+    form_base_class = CQEForm
+    page_size = 20
+    can_view_details = True
+    can_export = True
+    export_types = ["csv", "xlsx"]
+    action_disallowed_list: list[str] = []
+    # Bulk delete goes object by object through the workflow (history per row), never fast delete.
+    fast_mass_delete = False
+    # The policy action that edits through this view ("edit" for most, "preconfirm" for status-only views).
+    edit_action = "edit"
+
+    def __init__(self, model, *args, **kwargs):
+        super().__init__(model, db.session, *args, **kwargs)
+
+    # The session is always the current one (tests swap it for a rolled-back one).
+    @property
+    def session(self):
+        return db.session
+
+    @session.setter
+    def session(self, value):
+        pass
+
+    # --- who may use the view -----------------------------------------------------------------
+    # Staff pages: students and parents use their home page and the categories they write.
+    staff_only = True
+
+    def is_accessible(self) -> bool:
+        if not current_user.is_authenticated:
+            return False
+        if self.staff_only and not current_user.has_role(*policy.STAFF):
+            return False
+        return policy.can(current_user, "view", self.model)
+
+    def inaccessible_callback(self, name, **kwargs):
+        if not current_user.is_authenticated:
+            return redirect(url_for("auth.login", next=request.full_path))
+        abort(403, description="您的角色不能使用此页面。")
+
+    @property
+    def can_create(self):
+        return current_user.is_authenticated and policy.can(current_user, "create", self.model)
+
+    @property
+    def can_edit(self):
+        return current_user.is_authenticated and policy.can(current_user, self.edit_action, self.model)
+
+    @property
+    def can_delete(self):
+        return current_user.is_authenticated and policy.can(current_user, "delete", self.model)
+
+    # --- scoped queries -----------------------------------------------------------------------
+    def scope_filter(self):
+        """Extra filter of this view (a category, the current term); None for none."""
+        return None
+
+    def get_query(self):
+        query = db.session.query(self.model).filter(policy.scope(current_user, self.model))
+        extra = self.scope_filter()
+        return query.filter(extra) if extra is not None else query
+
+    def get_count_query(self):
+        from sqlalchemy import func
+
+        query = db.session.query(func.count("*")).select_from(self.model).filter(policy.scope(current_user, self.model))
+        extra = self.scope_filter()
+        return query.filter(extra) if extra is not None else query
+
+    def get_one(self, id):
+        pk = sa_inspect(self.model).primary_key[0]
+        try:
+            ident = int(id)
+        except (TypeError, ValueError):
+            abort(404)
+        obj = self.get_query().filter(pk == ident).one_or_none()
+        if obj is None:
+            abort(404, description="记录不存在或不在您的权限范围内。")
+        return obj
+
+    # --- relationship dropdowns ---------------------------------------------------------------
+    def scope_form(self, form):
+        """Point every relationship dropdown at the user's scope of its model."""
+        mapper = sa_inspect(self.model)
+        for field in form:
+            if isinstance(field, (QuerySelectField, QuerySelectMultipleField)):
+                rel = mapper.relationships.get(field.name)
+                if rel is not None:
+                    remote = rel.mapper.class_
+                    field.query = db.session.query(remote).filter(policy.scope(current_user, remote)).all()
+                    field.query_factory = None
+        return form
+
+    def create_form(self, obj=None):
+        return self.scope_form(super().create_form(obj))
+
+    def edit_form(self, obj=None):
+        return self.scope_form(super().edit_form(obj))
+
+    # --- the endpoints: 404 outside scope, 403 with the reason inside it ---------------------
+    def _require(self, action_name: str, obj) -> None:
+        decision = policy.check(current_user, action_name, obj)
+        if not decision:
+            abort(decision.status, description=decision.reason)
+
+    @expose("/edit/", methods=("GET", "POST"))
+    def edit_view(self):
+        ident = request.args.get("id")
+        if ident is not None:
+            self._require(self.edit_action, self.get_one(ident))
+        return super().edit_view()
+
+    @expose("/details/")
+    def details_view(self):
+        ident = request.args.get("id")
+        if ident is not None:
+            self.get_one(ident)
+        return super().details_view()
+
+    @expose("/delete/", methods=("POST",))
+    def delete_view(self):
+        form = self.delete_form()
+        if self.validate_form(form):
+            self._require("delete", self.get_one(form.id.data))
+        return super().delete_view()
+
+    @expose("/ajax/update/", methods=("POST",))
+    def ajax_update(self):
+        if not self.column_editable_list:
+            abort(404)
+        self._require(self.edit_action, self.get_one(request.form.get("list_form_pk")))
+        return super().ajax_update()
+
+    # --- changes go through the workflow -----------------------------------------------------
+    def apply_form(self, form, model, is_created: bool) -> None:
+        form.populate_obj(model)
+        self.on_model_change(form, model, is_created)
+
+    def create_model(self, form):
+        model = self.build_new_instance()
+        try:
+            workflow.save_object(current_user, model, "create", lambda m: self.apply_form(form, m, True))
+        except policy.Denied as exc:
+            deny(exc)
+        except FieldErrors as exc:
+            self._show_errors(form, exc)
+            return False
+        except workflow.WorkflowError as exc:
+            flash(exc.message, "error")
+            return False
+        return model
+
+    def update_model(self, form, model):
+        try:
+            workflow.save_object(current_user, model, self.edit_action, lambda m: self.apply_form(form, m, False))
+        except policy.Denied as exc:
+            deny(exc)
+        except FieldErrors as exc:
+            self._show_errors(form, exc)
+            return False
+        except workflow.WorkflowError as exc:
+            flash(exc.message, "error")
+            return False
+        return True
+
+    def delete_model(self, model):
+        try:
+            workflow.delete_object(current_user, model)
+        except policy.Denied as exc:
+            flash(exc.reason, "error")
+            return False
+        except workflow.WorkflowError as exc:
+            flash(exc.message, "error")
+            return False
+        return True
+
+    @staticmethod
+    def _show_errors(form, exc: FieldErrors) -> None:
+        for name, message in exc.errors.items():
+            field = getattr(form, name, None) if name else None
+            if field is not None:
+                field.errors = list(field.errors or []) + [message]
+            else:
+                flash(message, "error")
+
+    # --- bulk actions -------------------------------------------------------------------------
+    def is_action_allowed(self, name):
+        if name == "delete" and not self.can_delete:
+            return False
+        return super().is_action_allowed(name)
+
+    @action("delete", "删除", "确定删除所选记录？")
+    def action_delete(self, ids):
+        pk = sa_inspect(self.model).primary_key[0]
+        clean = []
+        for i in ids:
+            try:
+                clean.append(int(i))
+            except (TypeError, ValueError):
+                continue
+        # Re-filter the posted ids through scope: ids of other schools simply do not exist here.
+        objects = self.get_query().filter(pk.in_(clean)).all() if clean else []
+        done, refused = 0, []
+        for obj in objects:
+            if self.delete_model(obj):
+                done += 1
+            else:
+                refused.append(str(obj))
+        if done:
+            flash(f"已删除 {done} 条记录。", "success")
+        missing = len(set(clean)) - len(objects)
+        if missing:
+            flash(f"{missing} 条记录不存在或不在您的权限范围内，未处理。", "warning")
+        return None
+
+    def get_save_return_url(self, model, is_created=False):
+        return get_redirect_target() or self.get_url(".index_view")

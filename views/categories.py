@@ -1,0 +1,315 @@
+"""One list/create/edit view per record category, generated from the profile's declaration."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort, flash, g, request
+from flask_admin import expose
+from flask_admin.model.fields import AjaxSelectField
+from flask_login import current_user
+from markupsafe import Markup, escape
+from sqlalchemy.orm import joinedload
+from wtforms import validators as v
+
+from forms.category import form_object, form_values, record_form_class
+from models import policy, workflow
+from models.base import db
+from models.calendar import Term
+from models.catalog import Activity, Category
+from models.clock import local, now
+from models.fields import FieldErrors, display_value
+from models.org import GRADE_NAMES, SchoolClass, Student
+from models.records import RECORD_STATES, Record
+from models.roles import LEVEL_NAMES
+from views.base import ScopedAjaxLoader, ScopedModelView, deny
+
+STAFF_ROLES = policy.STAFF
+
+
+def category_row(code: str, profile_code: str) -> Category:
+    """The category's database row, looked up once per request."""
+    cache = g.setdefault("cqe_categories", {})
+    key = (profile_code, code)
+    if key not in cache:
+        from models.calendar import Profile
+
+        cache[key] = db.session.execute(
+            sa.select(Category).join(Profile, Category.profile_id == Profile.id)
+            .where(Category.code == code, Profile.code == profile_code)
+        ).scalar_one()
+    return cache[key]
+
+
+class ClassFilter:
+    """List filter: one class of the user's scope."""
+
+
+class CategoryView(ScopedModelView):
+    """Records of one category in the current term. Subclassed per category by ``category_view``."""
+
+    spec: dict = {}
+    profile_code: str = ""
+    list_template = "admin/model/list.html"
+    column_default_sort = ("id", True)
+    column_sortable_list = ["updated_at", "state"]
+    column_searchable_list = ["student.name", "student.xjh"]
+    column_filters = ["state", "origin"]
+    column_labels = {"state": "状态", "origin": "录入方", "updated_at": "更新时间", "student.name": "学生姓名",
+                     "student.xjh": "学籍号"}
+    edit_action = "edit"
+
+    # --- the category ---------------------------------------------------------------------
+    @property
+    def record_category(self) -> Category:
+        return category_row(self.spec["code"], self.profile_code)
+
+    def _levels(self, grade=None) -> list[str]:
+        return workflow.entry_levels(current_user, self.record_category, grade)
+
+    def is_accessible(self) -> bool:
+        if not current_user.is_authenticated:
+            return False
+        if current_user.has_role(*STAFF_ROLES):
+            return True
+        # Students use the categories they write themselves; parents read the home page.
+        return bool(self._levels(self._own_grade()))
+
+    def _own_grade(self):
+        for grant in current_user.grants:
+            if grant.role == "student" and grant.student is not None:
+                return grant.student.school_class.grade
+        return None
+
+    @property
+    def can_create(self):
+        return current_user.is_authenticated and bool(self._levels(self._own_grade() if self._student_only() else None))
+
+    can_edit = can_create
+    can_delete = can_create
+
+    def _student_only(self) -> bool:
+        return not current_user.has_role(*STAFF_ROLES)
+
+    # --- scoped list ----------------------------------------------------------------------
+    def scope_filter(self):
+        return sa.and_(
+            Record.category_id == self.record_category.id,
+            Record.term_id.in_(sa.select(Term.id).where(Term.is_current.is_(True))),
+        )
+
+    def get_query(self):
+        return super().get_query().options(joinedload(Record.student).joinedload(Student.school_class))
+
+    def get_list_columns(self):
+        cols = [("student", "学生"), ("klass", "班级")]
+        cols += [(f"f_{s['name']}", s["label"]) for s in self.spec["fields"] if s["type"] != "textarea"]
+        cols += [("origin", "录入方"), ("state", "状态"), ("updated_at", "更新时间")]
+        return cols
+
+    def get_details_columns(self):
+        cols = [("student", "学生"), ("klass", "班级")]
+        cols += [(f"f_{s['name']}", s["label"]) for s in self.spec["fields"]]
+        cols += [("origin", "录入方"), ("entered_by", "录入人"), ("state", "状态"), ("version_id", "版本"),
+                 ("created_at", "录入时间"), ("updated_at", "更新时间")]
+        return cols
+
+    def get_export_columns(self):
+        cols = [("xjh", "学籍号"), ("student", "学生"), ("klass", "班级")]
+        cols += [(f"f_{s['name']}", s["label"]) for s in self.spec["fields"]]
+        cols += [("origin", "录入方"), ("state", "状态"), ("updated_at", "更新时间")]
+        return cols
+
+    def _value(self, model, name):
+        if name == "student":
+            return model.student.name
+        if name == "xjh":
+            return model.student.xjh
+        if name == "klass":
+            return model.student.school_class.name
+        if name == "origin":
+            return LEVEL_NAMES.get(model.origin, model.origin)
+        if name == "state":
+            return RECORD_STATES.get(model.state, model.state)
+        if name in ("updated_at", "created_at"):
+            value = getattr(model, name)
+            return local(value).strftime("%Y-%m-%d %H:%M") if value else ""
+        if name == "entered_by":
+            return model.entered_by.display_name if model.entered_by else ""
+        if name.startswith("f_"):
+            key = name[2:]
+            spec = next(s for s in self.spec["fields"] if s["name"] == key)
+            return display_value(spec, (model.data or {}).get(key))
+        return getattr(model, name)
+
+    def get_list_value(self, context, model, name):
+        return self._value(model, name)
+
+    def get_detail_value(self, context, model, name):
+        return self._value(model, name)
+
+    def get_export_value(self, model, name):
+        return self._value(model, name)
+
+    # --- forms ----------------------------------------------------------------------------
+    def scaffold_form(self):
+        return record_form_class(self.spec["fields"])
+
+    def _student_field(self):
+        return AjaxSelectField(self._student_loader, label="学生", validators=[v.InputRequired(message="请选择学生")])
+
+    def _activity_choices(self):
+        acts = (
+            db.session.query(Activity)
+            .filter(policy.scope(current_user, Activity))
+            .filter(Activity.term_id.in_(sa.select(Term.id).where(Term.is_current.is_(True))))
+            .order_by(Activity.level.desc(), Activity.id)
+            .all()
+        )
+        return [("", "— 请选择 —")] + [(str(a.id), str(a)) for a in acts]
+
+    def _prepare(self, form):
+        levels = self._levels()
+        for spec in self.spec["fields"]:
+            field = form[spec["name"]]
+            if spec["type"] == "activity":
+                field.choices = self._activity_choices()
+            # A level allowed only some values (e.g. school clerks: grade-9 艺术 exam results) sees only those.
+            if spec["type"] == "choice" and levels:
+                allowed = None
+                for level in levels:
+                    rule = next((r for r in self.record_category.entry if r["level"] == level), {})
+                    where = rule.get("where", {}).get(spec["name"])
+                    if where is None:
+                        allowed = None
+                        break
+                    allowed = (allowed or []) + list(where)
+                if allowed is not None:
+                    field.choices = [("", "— 请选择 —")] + [(c, c) for c in spec["choices"] if c in allowed]
+        return form
+
+    def create_form(self, obj=None):
+        from flask_admin.helpers import get_form_data
+
+        student_field = None if self._student_only() else self._student_field()
+        cls = record_form_class(self.spec["fields"], student_field=student_field, base=self.form_base_class)
+        return self._prepare(cls(get_form_data(), obj=obj))
+
+    def edit_form(self, obj=None):
+        from flask_admin.helpers import get_form_data
+
+        cls = record_form_class(self.spec["fields"], base=self.form_base_class)
+        return self._prepare(cls(get_form_data(), obj=form_object(obj) if obj is not None else None))
+
+    # --- endpoints ------------------------------------------------------------------------
+    @expose("/new/", methods=("GET", "POST"))
+    def create_view(self):
+        if not self.can_create:
+            abort(403, description=f"您的角色不能录入「{self.record_category.name}」。")
+        decision = self._window_now()
+        if not decision:
+            abort(403, description=decision.reason)
+        return super().create_view()
+
+    def _window_now(self) -> policy.Decision:
+        """Entry is open when the window of the user's level is open for a cohort the category applies to."""
+        at = now()
+        terms = db.session.query(Term).filter(policy.scope(current_user, Term), Term.is_current.is_(True)).all()
+        reason = policy.Decision(False, "当前没有进行中的学期。", 403)
+        for level in self._levels():
+            phase = workflow.WINDOW_OF_ORIGIN[level]
+            for term in terms:
+                for cohort in term.cohorts:
+                    if not set(cohort.grades) & set(self.record_category.grades):
+                        continue
+                    d = policy.window_decision([cohort], (phase,), at, f"录入「{self.record_category.name}」")
+                    if d:
+                        return d
+                    reason = d
+        return reason
+
+    # --- changes through the workflow -----------------------------------------------------
+    def create_model(self, form):
+        data = form_values(form, self.spec["fields"])
+        if self._student_only():
+            student = next((gr.student for gr in current_user.grants if gr.role == "student"), None)
+        else:
+            student = form.student.data
+        if student is None:
+            form.student.errors = ["请选择学生"]
+            return False
+        try:
+            return workflow.create_record(current_user, self.record_category, student, data)
+        except policy.Denied as exc:
+            deny(exc)
+        except FieldErrors as exc:
+            self._show_errors(form, exc)
+        except workflow.WorkflowError as exc:
+            flash(exc.message, "error")
+        return False
+
+    def update_model(self, form, model):
+        data = form_values(form, self.spec["fields"])
+        try:
+            workflow.update_record(current_user, model, data, expected_version=form.version.data or None)
+        except policy.Denied as exc:
+            deny(exc)
+        except FieldErrors as exc:
+            self._show_errors(form, exc)
+            return False
+        except workflow.WorkflowError as exc:
+            flash(exc.message, "error")
+            return False
+        return True
+
+    def delete_model(self, model):
+        try:
+            workflow.delete_record(current_user, model)
+        except policy.Denied as exc:
+            flash(exc.reason, "error")
+            return False
+        except workflow.WorkflowError as exc:
+            flash(exc.message, "error")
+            return False
+        return True
+
+    def _show_errors(self, form, exc: FieldErrors) -> None:
+        for name, message in exc.errors.items():
+            field = form._fields.get(name) if name else None
+            if field is not None:
+                field.errors = list(field.errors or []) + [message]
+            else:
+                flash(message, "error")
+
+
+def _student_extra(spec):
+    def extra():
+        grades = spec["grades"]
+        return sa.and_(
+            Student.status == "enrolled",
+            Student.class_id.in_(sa.select(SchoolClass.id).where(SchoolClass.grade.in_(grades))),
+        )
+
+    return extra
+
+
+def category_view(profile_code: str, spec: dict, dimension_name: str) -> CategoryView:
+    """Build the view class of one category and return an instance ready for ``admin.add_view``."""
+    loader = ScopedAjaxLoader("student", Student, fields=["name", "xjh"], extra=_student_extra(spec),
+                              placeholder="输入姓名或学籍号")
+    cls = type(
+        f"CategoryView_{spec['code']}",
+        (CategoryView,),
+        {"spec": spec, "profile_code": profile_code, "_student_loader": loader, "form_ajax_refs": {"student": loader}},
+    )
+    return cls(Record, name=spec["name"], category=dimension_name, endpoint=f"cat_{spec['code']}",
+               url=f"/admin/records/{spec['code']}")
+
+
+def grades_text(grades) -> str:
+    return "、".join(GRADE_NAMES[g] for g in grades)
+
+
+def escape_multiline(text: str) -> Markup:
+    return Markup("<br>").join(escape(text or "").split("\n"))
+
+
+__all__ = ["CategoryView", "category_view", "request"]

@@ -1,0 +1,29 @@
+"""Refusals and errors as pages that say why, in Chinese."""
+from __future__ import annotations
+
+from flask import render_template, request
+from flask_wtf.csrf import CSRFError
+
+TITLES = {400: "请求有误", 403: "无权操作", 404: "未找到", 405: "方法不允许", 413: "文件过大", 500: "系统错误"}
+
+
+def register_error_handlers(app) -> None:
+    def render(code: int, reason: str):
+        if request.accept_mimetypes.best == "application/json" or request.path.endswith("/ajax/update/"):
+            return reason, code
+        return render_template("cqe/error.html", code=code, title=TITLES.get(code, "错误"), reason=reason), code
+
+    @app.errorhandler(CSRFError)
+    def _csrf(exc):
+        return render(400, "页面已过期或请求来源无效（CSRF 校验失败），请刷新页面后重试。")
+
+    for code, default in ((400, "请求有误。"), (403, "您没有权限执行此操作。"), (404, "页面或记录不存在。"),
+                          (405, "不支持此请求方法。"), (413, "上传内容过大。")):
+        def handler(exc, code=code, default=default):
+            description = getattr(exc, "description", None)
+            # Werkzeug's stock English descriptions are replaced by ours.
+            if not description or description.startswith(("The ", "You ", "Method ", "Bad ", "The browser")):
+                description = default
+            return render(code, description)
+
+        app.register_error_handler(code, handler)

@@ -1,0 +1,27 @@
+"""/healthz: is the database answering, is Redis answering (when configured)."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, current_app, jsonify
+
+from jobs import redis_connection
+from models.base import db
+
+bp = Blueprint("health", __name__)
+
+
+@bp.route("/healthz")
+def healthz():
+    status = {"database": "ok", "redis": "not configured"}
+    code = 200
+    try:
+        db.session.execute(sa.text("SELECT 1"))
+    except Exception:  # noqa: BLE001 - reported as down
+        status["database"], code = "down", 503
+    if current_app.config.get("REDIS_URL"):
+        try:
+            redis_connection().ping()
+            status["redis"] = "ok"
+        except Exception:  # noqa: BLE001
+            status["redis"] = "down"  # pages still work without Redis; deadlines are caught up later
+    return jsonify(status), code

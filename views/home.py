@@ -1,0 +1,112 @@
+"""What a user's home page says: current phase and time left for their cohorts, what waits, counts."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from models import policy
+from models.accounts import User
+from models.base import db
+from models.calendar import Cohort, Term
+from models.catalog import Category
+from models.clock import local, now
+from models.contacts import Contact
+from models.org import NON_PARTICIPANT_STATUSES, School, Student
+from models.records import RECORD_STATES, Record
+from models.roles import ROLES
+
+
+def time_left(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    days, rest = divmod(minutes, 24 * 60)
+    hours, mins = divmod(rest, 60)
+    if days:
+        return f"{days}天{hours}小时"
+    if hours:
+        return f"{hours}小时{mins}分钟"
+    return f"{mins}分钟"
+
+
+def _user_grades(user: User) -> set[int] | None:
+    """The grades a class- or student-scoped user belongs to; None for school-wide and above."""
+    grades = set()
+    for g in user.grants:
+        if g.scope_kind == "class" and g.school_class:
+            grades.add(g.school_class.grade)
+        elif g.scope_kind == "student" and g.student:
+            grades.add(g.student.school_class.grade)
+        else:
+            return None
+    return grades
+
+
+def cohort_status(cohort: Cohort, at: datetime) -> dict:
+    open_now, upcoming = [], None
+    for w in cohort.windows:
+        if w.is_open(at):
+            open_now.append({"name": w.name, "phase": w.phase, "ends": local(w.ends_at), "left": time_left(w.ends_at - at)})
+        elif w.starts_at > at and (upcoming is None or w.starts_at < upcoming["starts_at"]):
+            upcoming = {"name": w.name, "starts_at": w.starts_at, "starts": local(w.starts_at),
+                        "in": time_left(w.starts_at - at)}
+    return {"cohort": cohort, "open": open_now, "upcoming": upcoming}
+
+
+def _count(stmt) -> int:
+    return db.session.execute(stmt).scalar_one()
+
+
+def home_context(user: User) -> dict:
+    at = now()
+    terms = db.session.execute(
+        sa.select(Term).where(policy.scope(user, Term), Term.is_current.is_(True))
+    ).scalars().all()
+    grades = _user_grades(user)
+    cohorts = [c for t in terms for c in t.cohorts if grades is None or set(c.grades) & grades]
+    term_ids = [t.id for t in terms]
+    records_in_scope = sa.select(sa.func.count(Record.id)).where(policy.scope(user, Record), Record.term_id.in_(term_ids))
+
+    counts, waiting = [], []
+    roles = user.roles
+    staff = bool(roles & policy.STAFF)
+    if staff:
+        counts.append(("学生", _count(sa.select(sa.func.count(Student.id)).where(policy.scope(user, Student)))))
+        counts.append(("不参与填报学生", _count(sa.select(sa.func.count(Student.id)).where(
+            policy.scope(user, Student), Student.status.in_(NON_PARTICIPANT_STATUSES)))))
+        counts.append(("本学期记录", _count(records_in_scope)))
+    if roles & {"school_clerk", "district_clerk", "city_clerk"}:
+        level = {"school_clerk": "school", "district_clerk": "district", "city_clerk": "city"}
+        mine = [level[r] for r in roles if r in level]
+        counts.append(("本级录入记录", _count(records_in_scope.where(Record.origin.in_(mine)))))
+    if "district_admin" in roles:
+        schools = _count(sa.select(sa.func.count(School.id)).where(policy.scope(user, School)))
+        with_contacts = _count(sa.select(sa.func.count(sa.distinct(Contact.school_id))).where(policy.scope(user, Contact)))
+        counts.append(("学校", schools))
+        waiting.append(f"联系信息表（附件3）：{with_contacts}/{schools} 所学校已填报")
+    if roles & {"homeroom_teacher", "student"}:
+        drafts = _count(records_in_scope.where(Record.state == "draft"))
+        if drafts:
+            who = "本班学生" if "homeroom_teacher" in roles else "您"
+            waiting.append(f"{who}有 {drafts} 条自填记录尚在草稿中，须在公示开始前完成。")
+
+    own = []
+    if roles & {"student", "parent"}:
+        rows = db.session.execute(
+            sa.select(Record, Category).join(Category, Record.category_id == Category.id)
+            .where(policy.scope(user, Record), Record.term_id.in_(term_ids))
+            .order_by(Category.position, Record.id)
+        ).all()
+        for record, category in rows:
+            shown = [(f["label"], (record.data or {}).get(f["name"])) for f in category.fields]
+            own.append({"category": category.name, "fields": shown,
+                        "state": RECORD_STATES.get(record.state, record.state), "record": record})
+
+    return {
+        "at": local(at),
+        "grants": [(ROLES[g.role].name, str(g.scope_object)) for g in user.grants],
+        "cohorts": [cohort_status(c, at) for c in cohorts],
+        "counts": counts,
+        "waiting": waiting,
+        "own_records": own,
+        "is_family": not staff,
+    }
