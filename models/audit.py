@@ -146,7 +146,7 @@ def _write(session, flush_context):
     for obj, actor, action, before, after in pending:
         if after == "new":
             after = _snapshot(obj)
-        ident = sa.inspect(obj).identity
+        ident = sa.inspect(obj).mapper.primary_key_from_instance(obj)
         owner = owner_ids(obj)
         rows.append(
             dict(
@@ -155,7 +155,7 @@ def _write(session, flush_context):
                 actor_name=actor.name,
                 ip=actor.ip,
                 object_type=type(obj).__name__,
-                object_id=",".join(str(i) for i in ident) if ident else "",
+                object_id=",".join(str(i) for i in ident),
                 district_id=owner.get("district"),
                 school_id=owner.get("school"),
                 action=action,

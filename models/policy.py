@@ -259,7 +259,9 @@ def _clause(grant: RoleGrant, model: type):
             return _by_district(AuditEvent.district_id, grant)
         return _by_school(AuditEvent.school_id, grant)
     if model is User:
-        return User.id.in_(_users_in_district(grant))
+        # Accounts with no grant yet belong to nobody's data; the admin who made one must grant it.
+        no_grant = ~sa.exists(sa.select(RoleGrant.id).where(RoleGrant.user_id == User.id))
+        return sa.or_(User.id.in_(_users_in_district(grant)), no_grant)
     if model is RoleGrant:
         return RoleGrant.user_id.in_(_users_in_district(grant))
     if model in (Profile, Dimension, Category):

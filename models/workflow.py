@@ -35,19 +35,16 @@ class Transition:
     name: str
 
 
-# (state, action) → transition. Roles and windows follow from the record's origin (who entered it):
-# clerks work in the entry window, students in the student-entry window (SPEC §3).
-TRANSITIONS = {
-    (t.source, t.action): t
-    for t in [
-        Transition("create", None, "entered", "录入"),
-        Transition("edit", "entered", "entered", "修改"),
-        Transition("delete", "entered", DELETED, "删除"),
-        Transition("create", None, "draft", "填写"),
-        Transition("edit", "draft", "draft", "修改"),
-        Transition("delete", "draft", DELETED, "删除"),
-    ]
-}
+# The record lifecycle: (state, action) → new state. Roles and windows follow from the record's
+# origin (who entered it): clerks work in the entry window, students in the student-entry window (SPEC §3).
+TRANSITIONS = [
+    Transition("create", None, "entered", "录入"),
+    Transition("edit", "entered", "entered", "修改"),
+    Transition("delete", "entered", DELETED, "删除"),
+    Transition("create", None, "draft", "填写"),
+    Transition("edit", "draft", "draft", "修改"),
+    Transition("delete", "draft", DELETED, "删除"),
+]
 INITIAL_STATE = {"school": "entered", "district": "entered", "city": "entered", "student": "draft"}
 WINDOW_OF_ORIGIN = {"school": "entry", "district": "entry", "city": "entry", "student": "student_entry"}
 
@@ -63,13 +60,15 @@ class Conflict(WorkflowError):
 
 
 def transition_for(record: Record, action: str) -> Transition | None:
-    state = record.state if sa.inspect(record).persistent else None
+    """The transition ``action`` takes this record through, or None when its state does not allow it."""
     if action == "create":
-        state = None
-    t = TRANSITIONS.get((state, action))
-    if t is not None and action == "create" and t.target != INITIAL_STATE.get(record.origin):
-        t = None
-    return t
+        source, target = None, INITIAL_STATE.get(record.origin)
+    else:
+        source, target = record.state, ...
+    for t in TRANSITIONS:
+        if t.action == action and t.source == source and (target is ... or t.target == target):
+            return t
+    return None
 
 
 def record_rule(user: User, action: str, record: Record) -> tuple[policy.Rule | None, str]:
@@ -91,9 +90,30 @@ def _commit(action: str, reason: str = "") -> None:
     except StaleDataError:
         db.session.rollback()
         raise Conflict("该记录刚被他人修改，您的修改未保存。请刷新后重试。") from None
+    except sa.exc.IntegrityError as exc:
+        db.session.rollback()
+        raise FieldErrors(_integrity_message(exc)) from None
     except Exception:
         db.session.rollback()
         raise
+
+
+# Unique and foreign-key constraints that a person can hit, and what to tell them.
+_CONSTRAINTS = {
+    "xjh": ("xjh", "学籍号：该学籍号已存在"),
+    "username": ("username", "用户名：该用户名已被使用"),
+    "uq_schools_code": ("code", "学校代码：该代码已存在"),
+    "uq_classes_school_id": ("number", "班号：本校该年级已有此班号"),
+    "uq_role_grants_user_id": (None, "该账号已有相同的角色授权"),
+}
+
+
+def _integrity_message(exc) -> dict:
+    text = str(getattr(exc, "orig", exc))
+    for key, (field, message) in _CONSTRAINTS.items():
+        if key in text:
+            return {field: message}
+    return {None: "保存失败：数据与已有数据重复，或引用的数据不存在。"}
 
 
 def _fail(exc: Exception):

@@ -287,3 +287,24 @@ def test_unused_models_are_reachable(session):
     # Guard the matrix's own fixture: the foreign city exists, so "outside" is never vacuous.
     assert db.session.execute(sa.select(sa.func.count(City.id))).scalar() >= 2
     assert db.session.execute(sa.select(sa.func.count(District.id))).scalar() >= 2
+
+
+def _menu_links(html: str) -> set[str]:
+    return set(re.findall(r'href="(/admin/[^"?]*)"', html))
+
+
+@pytest.mark.parametrize("role", list(USERS))
+def test_menu_holds_only_what_the_role_may_use(client, login_as, anchors, at, role):
+    at("2022-03-01 09:00")
+    username, _ = USERS[role]
+    login_as(username)
+    links = _menu_links(client.get("/admin/").get_data(as_text=True))
+    for endpoint in VIEWS:
+        url = _base_url(endpoint) + "/"
+        if endpoint.startswith("cat_"):
+            code = endpoint[4:]
+            grades = next(c["grades"] for c in shanghai.CATEGORIES if c["code"] == code)
+            expected = role in STAFF or (role == "student" and code in STUDENT_WRITES and 9 in grades)
+        else:
+            expected = role in MODEL_VIEWS[endpoint][0]
+        assert (url in links) == expected, f"{role}: menu {'lacks' if expected else 'shows'} {url}"

@@ -22,7 +22,7 @@ from models.org import GRADE_NAMES, STUDENT_STATUSES, School, SchoolClass, Stude
 from models.records import Record
 from models.roles import ROLES
 from seed import shanghai
-from views.base import ScopedModelView
+from views.base import ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.home import home_context
 
@@ -200,7 +200,22 @@ class GrantView(ScopedModelView):
     form_columns = ["user", "role", "district", "school", "school_class", "student"]
     form_overrides = {"role": wf.SelectField}
     form_args = {"role": {"choices": [(r.code, r.name) for r in ROLES.values() if r.scope != "city"]}}
+    form_ajax_refs = {
+        "user": ScopedAjaxLoader("user", User, fields=["username", "display_name"], placeholder="输入用户名或姓名"),
+        "student": ScopedAjaxLoader("student", Student, fields=["name", "xjh"], placeholder="输入姓名或学籍号"),
+    }
     can_export = False
+
+    def on_model_change(self, form, model, is_created):
+        kind = ROLES[model.role].scope
+        given = {"district": model.district, "school": model.school, "class": model.school_class,
+                 "student": model.student}
+        if given.get(kind) is None:
+            label = {"district": "区", "school": "学校", "class": "班级", "student": "学生"}[kind]
+            raise FieldErrors({None: f"角色「{ROLES[model.role].name}」须指定{label}，且只指定{label}。"})
+        for other, value in given.items():
+            if other != kind and value is not None:
+                setattr(model, {"class": "school_class"}.get(other, other), None)
 
 
 class TermView(ScopedModelView):

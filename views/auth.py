@@ -11,7 +11,7 @@ from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import InputRequired
 
 from models.accounts import User
-from models.audit import acting
+from models.audit import Actor, acting, set_actor
 from models.base import db
 from models.clock import now
 
@@ -54,6 +54,7 @@ def login():
             flash("用户名或密码错误。", "danger")
         else:
             login_user(user, remember=form.remember.data)
+            set_actor(Actor(user_id=user.id, name=user.display_name, ip=request.remote_addr or ""))
             with acting("login"):
                 user.last_login_at = now()
                 db.session.commit()

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import abort, flash, g, request
 from flask_admin import expose
+from jinja2 import pass_context
 from flask_admin.model.fields import AjaxSelectField
 from flask_login import current_user
 from markupsafe import Markup, escape
@@ -39,16 +40,12 @@ def category_row(code: str, profile_code: str) -> Category:
     return cache[key]
 
 
-class ClassFilter:
-    """List filter: one class of the user's scope."""
-
-
 class CategoryView(ScopedModelView):
     """Records of one category in the current term. Subclassed per category by ``category_view``."""
 
     spec: dict = {}
     profile_code: str = ""
-    list_template = "admin/model/list.html"
+    create_template = "cqe/record_create.html"
     column_default_sort = ("id", True)
     column_sortable_list = ["updated_at", "state"]
     column_searchable_list = ["student.name", "student.xjh"]
@@ -88,6 +85,17 @@ class CategoryView(ScopedModelView):
 
     def _student_only(self) -> bool:
         return not current_user.has_role(*STAFF_ROLES)
+
+    def rules_text(self) -> str:
+        """The category's rules in one line, shown above its form."""
+        spec = self.spec
+        parts = [f"适用年级：{'、'.join(GRADE_NAMES[g] for g in spec['grades'])}",
+                 f"录入方：{'、'.join(LEVEL_NAMES[r['level']] for r in spec['entry'])}"]
+        if spec.get("per_term_limit"):
+            parts.append(f"每名学生每学期最多{spec['per_term_limit']}条")
+        if spec.get("per_year_limit"):
+            parts.append(f"每名学生每学年最多{spec['per_year_limit']}条")
+        return "；".join(parts)
 
     # --- scoped list ----------------------------------------------------------------------
     def scope_filter(self):
@@ -140,9 +148,11 @@ class CategoryView(ScopedModelView):
             return display_value(spec, (model.data or {}).get(key))
         return getattr(model, name)
 
+    @pass_context
     def get_list_value(self, context, model, name):
         return self._value(model, name)
 
+    @pass_context
     def get_detail_value(self, context, model, name):
         return self._value(model, name)
 
@@ -302,14 +312,3 @@ def category_view(profile_code: str, spec: dict, dimension_name: str) -> Categor
     )
     return cls(Record, name=spec["name"], category=dimension_name, endpoint=f"cat_{spec['code']}",
                url=f"/admin/records/{spec['code']}")
-
-
-def grades_text(grades) -> str:
-    return "、".join(GRADE_NAMES[g] for g in grades)
-
-
-def escape_multiline(text: str) -> Markup:
-    return Markup("<br>").join(escape(text or "").split("\n"))
-
-
-__all__ = ["CategoryView", "category_view", "request"]
