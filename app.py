@@ -49,7 +49,7 @@ def create_app(config_override: dict | None = None) -> Flask:
     os.makedirs(app.instance_path, exist_ok=True)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=os.path.join(HERE, "migrations"))
+    migrate.init_app(app, db, directory=os.path.join(HERE, "migrations"), render_as_batch=True, compare_type=True)
     login_manager.init_app(app)
     csrf.init_app(app)
     babel.init_app(app, locale_selector=select_locale, default_translation_directories="translations")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask_admin.form import BaseForm
 from flask_wtf import FlaskForm
+from wtforms import SelectChoice
 
 
 class CQEForm(FlaskForm):
@@ -12,3 +13,11 @@ class CQEForm(FlaskForm):
 
         def get_translations(self, form):
             return self._translations
+
+
+def choices(pairs) -> list[SelectChoice]:
+    """Select options from (value, label) pairs or plain values."""
+    return [SelectChoice(*p) if isinstance(p, tuple) else SelectChoice(p) for p in pairs]
+
+
+PLEASE_CHOOSE = ("", "— 请选择 —")

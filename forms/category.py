@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from datetime import date
 
-from forms.base import CQEForm
+from forms.base import PLEASE_CHOOSE, CQEForm, choices
 from wtforms import fields as f
 from wtforms import validators as v
-
-
-def _label(spec: dict) -> str:
-    from flask_babel import get_locale
-
-    locale = str(get_locale() or "")
-    return spec.get("label_en") or spec["label"] if locale.startswith("en") else spec["label"]
 
 
 def field_for(spec: dict, activity_choices=None):
@@ -27,8 +20,8 @@ def field_for(spec: dict, activity_choices=None):
         return f.TextAreaField(label, validators=required + [v.Length(max=spec.get("max_length", 2000))],
                                description=desc, render_kw={"rows": 6})
     if kind == "choice":
-        choices = [("", "— 请选择 —")] + [(c, c) for c in spec["choices"]]
-        return f.SelectField(label, choices=choices, validators=required, description=desc)
+        return f.SelectField(label, choices=choices([PLEASE_CHOOSE, *spec["choices"]]), validators=required,
+                             description=desc)
     if kind == "date":
         return f.DateField(label, validators=required, description=desc, render_kw={"type": "date"})
     if kind == "int":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import abort
 from flask_admin import Admin, AdminIndexView, expose
+from flask_admin.form import DateTimeField
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
 from wtforms import fields as wf
@@ -22,6 +23,7 @@ from models.org import GRADE_NAMES, STUDENT_STATUSES, School, SchoolClass, Stude
 from models.records import Record
 from models.roles import ROLES
 from seed import shanghai
+from forms.base import choices
 from views.base import ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.home import home_context
@@ -89,8 +91,8 @@ class StudentView(ScopedModelView):
     form_columns = ["xjh", "name", "gender", "school_class", "status"]
     form_overrides = {"status": wf.SelectField, "gender": wf.SelectField}
     form_args = {
-        "status": {"choices": list(STUDENT_STATUSES.items())},
-        "gender": {"choices": [("男", "男"), ("女", "女")]},
+        "status": {"choices": choices(STUDENT_STATUSES.items())},
+        "gender": {"choices": choices(["男", "女"])},
         "xjh": {"validators": [v.Length(min=5, max=32, message="学籍号长度须为5至32位")]},
     }
 
@@ -165,7 +167,7 @@ class ContactView(ScopedModelView):
     form_columns = ["school", "kind", "name", "position", "mobile", "qq", "notes", "is_main"]
     form_overrides = {"kind": wf.SelectField}
     form_args = {
-        "kind": {"choices": list(CONTACT_KINDS.items())},
+        "kind": {"choices": choices(CONTACT_KINDS.items())},
         "mobile": {"validators": [v.Optional(), v.Regexp(r"^1\d{10}$", message="手机：须为11位手机号")]},
         "qq": {"validators": [v.Optional(), v.Regexp(r"^\d{5,12}$", message="QQ号码：须为5至12位数字")]},
     }
@@ -197,9 +199,10 @@ class GrantView(ScopedModelView):
     column_labels = {"user": "账号", "role": "角色", "district": "区", "school": "学校", "school_class": "班级",
                      "student": "学生"}
     column_formatters = {"role": lambda v, c, m, n: ROLES[m.role].name}
+    column_searchable_list = ["user.username", "user.display_name"]
     form_columns = ["user", "role", "district", "school", "school_class", "student"]
     form_overrides = {"role": wf.SelectField}
-    form_args = {"role": {"choices": [(r.code, r.name) for r in ROLES.values() if r.scope != "city"]}}
+    form_args = {"role": {"choices": choices((r.code, r.name) for r in ROLES.values() if r.scope != "city")}}
     form_ajax_refs = {
         "user": ScopedAjaxLoader("user", User, fields=["username", "display_name"], placeholder="输入用户名或姓名"),
         "student": ScopedAjaxLoader("student", Student, fields=["name", "xjh"], placeholder="输入姓名或学籍号"),
@@ -232,6 +235,9 @@ class WindowView(ScopedModelView):
                          "phase": lambda v, c, m, n: m.name, "cohort": lambda v, c, m, n: str(m.cohort)}
     column_default_sort = [("cohort_id", False), ("starts_at", False)]
     form_columns = ["starts_at", "ends_at"]
+    form_overrides = {"starts_at": DateTimeField, "ends_at": DateTimeField}
+    form_args = {"starts_at": {"label": "开始（北京时间）", "format": "%Y-%m-%d %H:%M"},
+                 "ends_at": {"label": "结束（北京时间）", "format": "%Y-%m-%d %H:%M"}}
     can_export = False
 
     def edit_form(self, obj=None):

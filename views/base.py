@@ -64,6 +64,8 @@ class ScopedAjaxLoader(QueryAjaxModelLoader):
 class ScopedModelView(ModelView):
     form_base_class = CQEForm
     page_size = 20
+    can_set_page_size = True
+    page_size_options = (20, 50, 100)
     can_view_details = True
     can_export = True
     export_types = ["csv", "xlsx"]
@@ -74,7 +76,7 @@ class ScopedModelView(ModelView):
     edit_action = "edit"
 
     def __init__(self, model, *args, **kwargs):
-        super().__init__(model, db.session, *args, **kwargs)
+        super().__init__(model, db, *args, **kwargs)
 
     # The session is always the current one (tests swap it for a rolled-back one).
     @property

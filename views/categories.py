@@ -11,6 +11,7 @@ from markupsafe import Markup, escape
 from sqlalchemy.orm import joinedload
 from wtforms import validators as v
 
+from forms.base import PLEASE_CHOOSE, choices
 from forms.category import form_object, form_values, record_form_class
 from models import policy, workflow
 from models.base import db
@@ -174,7 +175,7 @@ class CategoryView(ScopedModelView):
             .order_by(Activity.level.desc(), Activity.id)
             .all()
         )
-        return [("", "— 请选择 —")] + [(str(a.id), str(a)) for a in acts]
+        return choices([PLEASE_CHOOSE] + [(str(a.id), str(a)) for a in acts])
 
     def _prepare(self, form):
         levels = self._levels()
@@ -193,7 +194,7 @@ class CategoryView(ScopedModelView):
                         break
                     allowed = (allowed or []) + list(where)
                 if allowed is not None:
-                    field.choices = [("", "— 请选择 —")] + [(c, c) for c in spec["choices"] if c in allowed]
+                    field.choices = choices([PLEASE_CHOOSE] + [c for c in spec["choices"] if c in allowed])
         return form
 
     def create_form(self, obj=None):

@@ -12,6 +12,7 @@ from models.calendar import Cohort, Term
 from models.catalog import Category
 from models.clock import local, now
 from models.contacts import Contact
+from models.fields import display_value
 from models.org import NON_PARTICIPANT_STATUSES, School, Student
 from models.records import RECORD_STATES, Record
 from models.roles import ROLES
@@ -97,7 +98,7 @@ def home_context(user: User) -> dict:
             .order_by(Category.position, Record.id)
         ).all()
         for record, category in rows:
-            shown = [(f["label"], (record.data or {}).get(f["name"])) for f in category.fields]
+            shown = [(f["label"], display_value(f, (record.data or {}).get(f["name"]))) for f in category.fields]
             own.append({"category": category.name, "fields": shown,
                         "state": RECORD_STATES.get(record.state, record.state), "record": record})
 
