@@ -162,20 +162,36 @@ def _unpinned_clock():
     clock.pin(None)
 
 
+class _TestSession(scoped_session):
+    """One session for the whole test (the test's own code and the requests it makes): a request's
+    teardown must not close it, or the test's objects would detach between requests."""
+
+    def remove(self):
+        pass
+
+
+@pytest.fixture(scope="session")
+def data_app(app):
+    """A second app on the same database, whose context the test code runs in. Requests made by
+    ``client`` then push their own app context, as in production: ``g`` (Flask-Login's user,
+    Flask-Babel's locale, per-request caches) never leaks from one request into the next."""
+    return create_app(dict(app.config))
+
+
 @pytest.fixture
-def session(app):
+def session(app, data_app):
     """The test's database session: everything it commits is rolled back afterwards."""
-    ctx = app.app_context()
+    ctx = data_app.app_context()
     ctx.push()
     conn = db.engine.connect()
     outer = conn.begin()
     original = db.session
-    db.session = scoped_session(sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
-                                             expire_on_commit=True))
+    db.session = _TestSession(sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
+                                           expire_on_commit=True))
     try:
         yield db.session
     finally:
-        db.session.remove()
+        db.session.close()
         db.session = original
         outer.rollback()
         conn.close()

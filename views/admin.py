@@ -27,6 +27,7 @@ from forms.base import choices
 from views.base import ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.home import home_context
+from views.i18n import _l, localized
 
 
 def _local_time(view, context, model, name):
@@ -46,7 +47,7 @@ class HomeView(AdminIndexView):
 
 class SchoolView(ScopedModelView):
     column_list = ["code", "name", "district", "homeroom_audit"]
-    column_labels = {"code": "学校代码", "name": "学校名称", "district": "所属区", "homeroom_audit": "班主任审核德育活动"}
+    column_labels = {"code": _l("学校代码"), "name": _l("学校名称"), "district": _l("所属区"), "homeroom_audit": _l("班主任审核德育活动")}
     column_searchable_list = ["name", "code"]
     form_columns = ["code", "name", "district", "homeroom_audit"]
 
@@ -72,7 +73,7 @@ class SchoolView(ScopedModelView):
 
 class ClassView(ScopedModelView):
     column_list = ["school", "grade", "number"]
-    column_labels = {"school": "学校", "grade": "年级", "number": "班号"}
+    column_labels = {"school": _l("学校"), "grade": _l("年级"), "number": _l("班号")}
     column_formatters = {"grade": lambda v, c, m, n: GRADE_NAMES.get(m.grade, m.grade)}
     column_default_sort = [("school_id", False), ("grade", False), ("number", False)]
     form_columns = ["school", "grade", "number"]
@@ -82,8 +83,8 @@ class ClassView(ScopedModelView):
 
 class StudentView(ScopedModelView):
     column_list = ["xjh", "name", "gender", "school_class", "school", "status"]
-    column_labels = {"xjh": "学籍号", "name": "姓名", "gender": "性别", "school_class": "班级", "school": "学校",
-                     "status": "状态"}
+    column_labels = {"xjh": _l("学籍号"), "name": _l("姓名"), "gender": _l("性别"), "school_class": _l("班级"), "school": _l("学校"),
+                     "status": _l("状态")}
     column_searchable_list = ["name", "xjh"]
     column_filters = ["status", "gender"]
     column_formatters = {"status": lambda v, c, m, n: m.status_name}
@@ -131,8 +132,8 @@ class PreconfirmView(StudentView):
 
 class ActivityView(ScopedModelView):
     column_list = ["level", "name", "organiser", "held_on", "school"]
-    column_labels = {"level": "级别", "name": "活动名称", "organiser": "主办", "held_on": "活动日期", "school": "学校",
-                     "description": "说明"}
+    column_labels = {"level": _l("级别"), "name": _l("活动名称"), "organiser": _l("主办"), "held_on": _l("活动日期"), "school": _l("学校"),
+                     "description": _l("说明")}
     column_formatters = {"level": lambda v, c, m, n: "区级" if m.level == "district" else "校级"}
     column_searchable_list = ["name"]
     column_editable_list = ["organiser"]
@@ -161,8 +162,8 @@ class ActivityView(ScopedModelView):
 
 class ContactView(ScopedModelView):
     column_list = ["school", "kind", "name", "position", "mobile", "qq", "notes", "is_main"]
-    column_labels = {"school": "学校", "kind": "类别", "name": "姓名", "position": "职务", "mobile": "手机",
-                     "qq": "QQ号码", "notes": "备注", "is_main": "主要联系人"}
+    column_labels = {"school": _l("学校"), "kind": _l("类别"), "name": _l("姓名"), "position": _l("职务"), "mobile": _l("手机"),
+                     "qq": _l("QQ号码"), "notes": _l("备注"), "is_main": _l("主要联系人")}
     column_formatters = {"kind": lambda v, c, m, n: m.kind_name}
     form_columns = ["school", "kind", "name", "position", "mobile", "qq", "notes", "is_main"]
     form_overrides = {"kind": wf.SelectField}
@@ -177,8 +178,8 @@ class ContactView(ScopedModelView):
 
 class UserView(ScopedModelView):
     column_list = ["username", "display_name", "active", "grants", "last_login_at"]
-    column_labels = {"username": "用户名", "display_name": "姓名", "active": "启用", "grants": "角色",
-                     "last_login_at": "最后登录"}
+    column_labels = {"username": _l("用户名"), "display_name": _l("姓名"), "active": _l("启用"), "grants": _l("角色"),
+                     "last_login_at": _l("最后登录")}
     column_formatters = {"last_login_at": _local_time,
                          "grants": lambda v, c, m, n: "；".join(str(g) for g in m.grants)}
     column_searchable_list = ["username", "display_name"]
@@ -196,8 +197,8 @@ class UserView(ScopedModelView):
 
 class GrantView(ScopedModelView):
     column_list = ["user", "role", "district", "school", "school_class", "student"]
-    column_labels = {"user": "账号", "role": "角色", "district": "区", "school": "学校", "school_class": "班级",
-                     "student": "学生"}
+    column_labels = {"user": _l("账号"), "role": _l("角色"), "district": _l("区"), "school": _l("学校"), "school_class": _l("班级"),
+                     "student": _l("学生")}
     column_formatters = {"role": lambda v, c, m, n: ROLES[m.role].name}
     column_searchable_list = ["user.username", "user.display_name"]
     form_columns = ["user", "role", "district", "school", "school_class", "student"]
@@ -223,14 +224,14 @@ class GrantView(ScopedModelView):
 
 class TermView(ScopedModelView):
     column_list = ["school_year", "semester", "profile", "is_current"]
-    column_labels = {"school_year": "学年", "semester": "学期", "profile": "评价方案", "is_current": "当前学期"}
+    column_labels = {"school_year": _l("学年"), "semester": _l("学期"), "profile": _l("评价方案"), "is_current": _l("当前学期")}
     form_columns = ["is_current"]
     can_export = False
 
 
 class WindowView(ScopedModelView):
     column_list = ["cohort", "phase", "starts_at", "ends_at"]
-    column_labels = {"cohort": "年级组", "phase": "阶段", "starts_at": "开始（北京时间）", "ends_at": "结束（北京时间）"}
+    column_labels = {"cohort": _l("年级组"), "phase": _l("阶段"), "starts_at": _l("开始（北京时间）"), "ends_at": _l("结束（北京时间）")}
     column_formatters = {"starts_at": _local_time, "ends_at": _local_time,
                          "phase": lambda v, c, m, n: m.name, "cohort": lambda v, c, m, n: str(m.cohort)}
     column_default_sort = [("cohort_id", False), ("starts_at", False)]
@@ -260,8 +261,8 @@ class WindowView(ScopedModelView):
 
 class CategoryCatalogView(ScopedModelView):
     column_list = ["dimension", "name", "grades", "entry", "per_term_limit", "per_year_limit"]
-    column_labels = {"dimension": "维度", "name": "类别", "grades": "适用年级", "entry": "录入方",
-                     "per_term_limit": "每学期上限", "per_year_limit": "每学年上限"}
+    column_labels = {"dimension": _l("维度"), "name": _l("类别"), "grades": _l("适用年级"), "entry": _l("录入方"),
+                     "per_term_limit": _l("每学期上限"), "per_year_limit": _l("每学年上限")}
     column_formatters = {
         "grades": lambda v, c, m, n: "、".join(GRADE_NAMES[g] for g in m.grades),
         "entry": lambda v, c, m, n: "、".join(policy.level_name(r["level"]) for r in m.entry),
@@ -271,8 +272,8 @@ class CategoryCatalogView(ScopedModelView):
 
 class AuditView(ScopedModelView):
     column_list = ["at", "actor_name", "ip", "object_type", "object_id", "action", "before", "after", "reason"]
-    column_labels = {"at": "时间", "actor_name": "操作人", "ip": "来源IP", "object_type": "对象类型",
-                     "object_id": "对象ID", "action": "操作", "before": "修改前", "after": "修改后", "reason": "原因"}
+    column_labels = {"at": _l("时间"), "actor_name": _l("操作人"), "ip": _l("来源IP"), "object_type": _l("对象类型"),
+                     "object_id": _l("对象ID"), "action": _l("操作"), "before": _l("修改前"), "after": _l("修改后"), "reason": _l("原因")}
     column_formatters = {"at": _local_time}
     column_default_sort = ("id", True)
     column_filters = ["object_type", "action", "actor_name", "object_id"]
@@ -294,25 +295,25 @@ class AuditView(ScopedModelView):
 def init_admin(app) -> Admin:
     admin = Admin(
         app,
-        name="综合素质评价",
+        name=_l("综合素质评价"),
         theme=Bootstrap4Theme(swatch="cerulean", base_template="cqe/admin_base.html"),
-        index_view=HomeView(name="首页", url="/admin"),
+        index_view=HomeView(name=_l("首页"), url="/admin"),
     )
-    dimensions = {d["code"]: d["name"] for d in shanghai.DIMENSIONS}
+    dimensions = {d["code"]: localized(d["name"], d.get("name_en")) for d in shanghai.DIMENSIONS}
     for spec in shanghai.CATEGORIES:
         admin.add_view(category_view(shanghai.CODE, spec, dimensions[spec["dimension"]]))
-    admin.add_view(ActivityView(Activity, name="团、队等德育活动项目管理", category="项目管理", endpoint="activities"))
-    admin.add_view(StudentView(Student, name="学生名册", category="学生信息", endpoint="students"))
-    admin.add_view(PreconfirmView(Student, name="预确认", category="学生信息", endpoint="preconfirm"))
-    admin.add_view(SchoolView(School, name="学校", category="学校与班级", endpoint="schools"))
-    admin.add_view(ClassView(SchoolClass, name="班级", category="学校与班级", endpoint="classes"))
-    admin.add_view(ContactView(Contact, name="联系信息表", category="学校与班级", endpoint="contacts"))
-    admin.add_view(TermView(Term, name="学期", category="学期安排", endpoint="terms"))
-    admin.add_view(WindowView(PhaseWindow, name="阶段时间", category="学期安排", endpoint="windows"))
-    admin.add_view(CategoryCatalogView(Category, name="记录类别", category="学期安排", endpoint="categories"))
-    admin.add_view(UserView(User, name="账号", category="账号与权限", endpoint="users"))
-    admin.add_view(GrantView(RoleGrant, name="角色授权", category="账号与权限", endpoint="grants"))
-    admin.add_view(AuditView(AuditEvent, name="操作记录", category="账号与权限", endpoint="audit"))
+    admin.add_view(ActivityView(Activity, name=_l("团、队等德育活动项目管理"), category=_l("项目管理"), endpoint="activities"))
+    admin.add_view(StudentView(Student, name=_l("学生名册"), category=_l("学生信息"), endpoint="students"))
+    admin.add_view(PreconfirmView(Student, name=_l("预确认"), category=_l("学生信息"), endpoint="preconfirm"))
+    admin.add_view(SchoolView(School, name=_l("学校"), category=_l("学校与班级"), endpoint="schools"))
+    admin.add_view(ClassView(SchoolClass, name=_l("班级"), category=_l("学校与班级"), endpoint="classes"))
+    admin.add_view(ContactView(Contact, name=_l("联系信息表"), category=_l("学校与班级"), endpoint="contacts"))
+    admin.add_view(TermView(Term, name=_l("学期"), category=_l("学期安排"), endpoint="terms"))
+    admin.add_view(WindowView(PhaseWindow, name=_l("阶段时间"), category=_l("学期安排"), endpoint="windows"))
+    admin.add_view(CategoryCatalogView(Category, name=_l("记录类别"), category=_l("学期安排"), endpoint="categories"))
+    admin.add_view(UserView(User, name=_l("账号"), category=_l("账号与权限"), endpoint="users"))
+    admin.add_view(GrantView(RoleGrant, name=_l("角色授权"), category=_l("账号与权限"), endpoint="grants"))
+    admin.add_view(AuditView(AuditEvent, name=_l("操作记录"), category=_l("账号与权限"), endpoint="audit"))
     return admin
 
 

@@ -5,6 +5,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_login import current_user, login_user, logout_user
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
@@ -19,9 +21,9 @@ bp = Blueprint("auth", __name__)
 
 
 class LoginForm(FlaskForm):
-    username = StringField("用户名", validators=[InputRequired(message="请输入用户名")])
-    password = PasswordField("密码", validators=[InputRequired(message="请输入密码")])
-    remember = BooleanField("记住我")
+    username = StringField(_l("用户名"), validators=[InputRequired(message=_l("请输入用户名"))])
+    password = PasswordField(_l("密码"), validators=[InputRequired(message=_l("请输入密码"))])
+    remember = BooleanField(_l("记住我"))
     next = HiddenField()
 
 
@@ -51,7 +53,7 @@ def login():
     if form.validate_on_submit():
         user = db.session.execute(select(User).where(User.username == form.username.data.strip())).scalar_one_or_none()
         if user is None or not user.check_password(form.password.data) or not user.active:
-            flash("用户名或密码错误。", "danger")
+            flash(gettext("用户名或密码错误。"), "danger")
         else:
             login_user(user, remember=form.remember.data)
             set_actor(Actor(user_id=user.id, name=user.display_name, ip=request.remote_addr or ""))
@@ -68,5 +70,5 @@ def logout():
     if form.validate_on_submit():
         logout_user()
         session.pop("lang", None)
-        flash("您已退出登录。", "info")
+        flash(gettext("您已退出登录。"), "info")
     return redirect(url_for("auth.login"))

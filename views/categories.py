@@ -23,6 +23,7 @@ from models.org import GRADE_NAMES, SchoolClass, Student
 from models.records import RECORD_STATES, Record
 from models.roles import LEVEL_NAMES
 from views.base import ScopedAjaxLoader, ScopedModelView, deny
+from views.i18n import _l, localized
 
 STAFF_ROLES = policy.STAFF
 
@@ -51,8 +52,8 @@ class CategoryView(ScopedModelView):
     column_sortable_list = ["updated_at", "state"]
     column_searchable_list = ["student.name", "student.xjh"]
     column_filters = ["state", "origin"]
-    column_labels = {"state": "状态", "origin": "录入方", "updated_at": "更新时间", "student.name": "学生姓名",
-                     "student.xjh": "学籍号"}
+    column_labels = {"state": _l("状态"), "origin": _l("录入方"), "updated_at": _l("更新时间"), "student.name": _l("学生姓名"),
+                     "student.xjh": _l("学籍号")}
     edit_action = "edit"
 
     # --- the category ---------------------------------------------------------------------
@@ -109,16 +110,17 @@ class CategoryView(ScopedModelView):
         return super().get_query().options(joinedload(Record.student).joinedload(Student.school_class))
 
     def get_list_columns(self):
-        cols = [("student", "学生"), ("klass", "班级")]
-        cols += [(f"f_{s['name']}", s["label"]) for s in self.spec["fields"] if s["type"] != "textarea"]
-        cols += [("origin", "录入方"), ("state", "状态"), ("updated_at", "更新时间")]
+        cols = [("student", _l("学生")), ("klass", _l("班级"))]
+        cols += [(f"f_{s['name']}", localized(s["label"], s.get("label_en"))) for s in self.spec["fields"]
+                 if s["type"] != "textarea"]
+        cols += [("origin", _l("录入方")), ("state", _l("状态")), ("updated_at", _l("更新时间"))]
         return cols
 
     def get_details_columns(self):
-        cols = [("student", "学生"), ("klass", "班级")]
-        cols += [(f"f_{s['name']}", s["label"]) for s in self.spec["fields"]]
-        cols += [("origin", "录入方"), ("entered_by", "录入人"), ("state", "状态"), ("version_id", "版本"),
-                 ("created_at", "录入时间"), ("updated_at", "更新时间")]
+        cols = [("student", _l("学生")), ("klass", _l("班级"))]
+        cols += [(f"f_{s['name']}", localized(s["label"], s.get("label_en"))) for s in self.spec["fields"]]
+        cols += [("origin", _l("录入方")), ("entered_by", _l("录入人")), ("state", _l("状态")),
+                 ("version_id", _l("版本")), ("created_at", _l("录入时间")), ("updated_at", _l("更新时间"))]
         return cols
 
     def get_export_columns(self):
@@ -311,5 +313,5 @@ def category_view(profile_code: str, spec: dict, dimension_name: str) -> Categor
         (CategoryView,),
         {"spec": spec, "profile_code": profile_code, "_student_loader": loader, "form_ajax_refs": {"student": loader}},
     )
-    return cls(Record, name=spec["name"], category=dimension_name, endpoint=f"cat_{spec['code']}",
+    return cls(Record, name=localized(spec["name"], spec.get("name_en")), category=dimension_name, endpoint=f"cat_{spec['code']}",
                url=f"/admin/records/{spec['code']}")

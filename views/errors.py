@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 from flask import render_template, request
+from flask_babel import lazy_gettext as _l
 from flask_wtf.csrf import CSRFError
 
-TITLES = {400: "请求有误", 403: "无权操作", 404: "未找到", 405: "方法不允许", 413: "文件过大", 500: "系统错误"}
+TITLES = {400: _l("请求有误"), 403: _l("无权操作"), 404: _l("未找到"), 405: _l("方法不允许"), 413: _l("文件过大"),
+          500: _l("系统错误")}
 
 
 def register_error_handlers(app) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from flask_babel import gettext as _
 
 from models import policy
 from models.accounts import User
@@ -16,6 +17,7 @@ from models.fields import display_value
 from models.org import NON_PARTICIPANT_STATUSES, School, Student
 from models.records import RECORD_STATES, Record
 from models.roles import ROLES
+from views.i18n import pick
 
 
 def time_left(delta: timedelta) -> str:
@@ -23,10 +25,10 @@ def time_left(delta: timedelta) -> str:
     days, rest = divmod(minutes, 24 * 60)
     hours, mins = divmod(rest, 60)
     if days:
-        return f"{days}天{hours}小时"
+        return _("%(d)s天%(h)s小时", d=days, h=hours)
     if hours:
-        return f"{hours}小时{mins}分钟"
-    return f"{mins}分钟"
+        return _("%(h)s小时%(m)s分钟", h=hours, m=mins)
+    return _("%(m)s分钟", m=mins)
 
 
 def _user_grades(user: User) -> set[int] | None:
@@ -42,13 +44,19 @@ def _user_grades(user: User) -> set[int] | None:
     return grades
 
 
+def _phase(window) -> str:
+    names = {p["code"]: p for p in window.cohort.term.profile.phases}
+    spec = names.get(window.phase, {})
+    return pick(spec.get("name", window.phase), spec.get("name_en"))
+
+
 def cohort_status(cohort: Cohort, at: datetime) -> dict:
     open_now, upcoming = [], None
     for w in cohort.windows:
         if w.is_open(at):
-            open_now.append({"name": w.name, "phase": w.phase, "ends": local(w.ends_at), "left": time_left(w.ends_at - at)})
+            open_now.append({"name": _phase(w), "phase": w.phase, "ends": local(w.ends_at), "left": time_left(w.ends_at - at)})
         elif w.starts_at > at and (upcoming is None or w.starts_at < upcoming["starts_at"]):
-            upcoming = {"name": w.name, "starts_at": w.starts_at, "starts": local(w.starts_at),
+            upcoming = {"name": _phase(w), "starts_at": w.starts_at, "starts": local(w.starts_at),
                         "in": time_left(w.starts_at - at)}
     return {"cohort": cohort, "open": open_now, "upcoming": upcoming}
 
@@ -71,24 +79,26 @@ def home_context(user: User) -> dict:
     roles = user.roles
     staff = bool(roles & policy.STAFF)
     if staff:
-        counts.append(("学生", _count(sa.select(sa.func.count(Student.id)).where(policy.scope(user, Student)))))
-        counts.append(("不参与填报学生", _count(sa.select(sa.func.count(Student.id)).where(
+        counts.append((_("学生"), _count(sa.select(sa.func.count(Student.id)).where(policy.scope(user, Student)))))
+        counts.append((_("不参与填报学生"), _count(sa.select(sa.func.count(Student.id)).where(
             policy.scope(user, Student), Student.status.in_(NON_PARTICIPANT_STATUSES)))))
-        counts.append(("本学期记录", _count(records_in_scope)))
+        counts.append((_("本学期记录"), _count(records_in_scope)))
     if roles & {"school_clerk", "district_clerk", "city_clerk"}:
         level = {"school_clerk": "school", "district_clerk": "district", "city_clerk": "city"}
         mine = [level[r] for r in roles if r in level]
-        counts.append(("本级录入记录", _count(records_in_scope.where(Record.origin.in_(mine)))))
+        counts.append((_("本级录入记录"), _count(records_in_scope.where(Record.origin.in_(mine)))))
     if "district_admin" in roles:
         schools = _count(sa.select(sa.func.count(School.id)).where(policy.scope(user, School)))
         with_contacts = _count(sa.select(sa.func.count(sa.distinct(Contact.school_id))).where(policy.scope(user, Contact)))
-        counts.append(("学校", schools))
-        waiting.append(f"联系信息表（附件3）：{with_contacts}/{schools} 所学校已填报")
+        counts.append((_("学校"), schools))
+        waiting.append(_("联系信息表（附件3）：%(done)s/%(total)s 所学校已填报", done=with_contacts, total=schools))
     if roles & {"homeroom_teacher", "student"}:
         drafts = _count(records_in_scope.where(Record.state == "draft"))
         if drafts:
-            who = "本班学生" if "homeroom_teacher" in roles else "您"
-            waiting.append(f"{who}有 {drafts} 条自填记录尚在草稿中，须在公示开始前完成。")
+            if "homeroom_teacher" in roles:
+                waiting.append(_("本班学生有 %(n)s 条自填记录尚在草稿中，须在公示开始前完成。", n=drafts))
+            else:
+                waiting.append(_("您有 %(n)s 条自填记录尚在草稿中，须在公示开始前完成。", n=drafts))
 
     own = []
     if roles & {"student", "parent"}:
