@@ -30,7 +30,7 @@ venv: $(VENV)/.installed
 dev-venv: $(VENV)/.installed-dev
 
 translations: venv
-	$(BIN)/pybabel compile -q -d translations
+	$(BIN)/pybabel compile -d translations
 
 migrate: venv
 	mkdir -p instance
