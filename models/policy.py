@@ -62,7 +62,7 @@ RULES: dict[type, dict[str, Rule]] = {
         "delete": _r("district_admin"),
     },
     Student: {
-        "view": Rule(STAFF),
+        "view": Rule(EVERYONE),  # students and parents: themselves / their child only (scope)
         "create": _r("district_admin", "school_admin"),
         "edit": _r("district_admin", "school_admin"),
         "delete": _r("district_admin"),

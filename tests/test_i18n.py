@@ -18,3 +18,15 @@ def test_admin_pages_switch_language(client, login_as, at):
     home = client.get("/admin/").get_data(as_text=True)  # the choice sticks for the session
     assert "Current phase" in home and "Confirmation" in home
     assert "当前阶段" in client.get("/admin/?lang=zh_Hans_CN").get_data(as_text=True)
+
+
+def test_english_catalogue_is_complete():
+    import os
+
+    from babel.messages.pofile import read_po
+
+    path = os.path.join(os.path.dirname(__file__), "..", "translations", "en", "LC_MESSAGES", "messages.po")
+    with open(path, "rb") as f:
+        catalogue = read_po(f, locale="en")
+    untranslated = [m.id for m in catalogue if m.id and (not m.string or m.fuzzy)]
+    assert not untranslated, f"msgids without English: {untranslated}"

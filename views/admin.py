@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from markupsafe import Markup
 from flask import abort
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.form import DateTimeField
@@ -270,11 +271,34 @@ class CategoryCatalogView(ScopedModelView):
     can_export = False
 
 
+AUDIT_ACTIONS = {"create": "新建", "update": "修改", "edit": "修改", "delete": "删除", "login": "登录",
+                 "preconfirm": "预确认"}
+_MODEL_LABELS = {model.__name__: label for model, label in policy.MODEL_NAMES.items()}
+
+
+def _changes(values: dict | None) -> Markup:
+    """A snapshot or change set as short lines: field: value."""
+    if not values:
+        return Markup("")
+    lines = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = "，".join(f"{k}={v}" for k, v in value.items())
+        lines.append(f"{key}: {value}")
+    return Markup("<br>").join(lines)
+
+
 class AuditView(ScopedModelView):
     column_list = ["at", "actor_name", "ip", "object_type", "object_id", "action", "before", "after", "reason"]
     column_labels = {"at": _l("时间"), "actor_name": _l("操作人"), "ip": _l("来源IP"), "object_type": _l("对象类型"),
                      "object_id": _l("对象ID"), "action": _l("操作"), "before": _l("修改前"), "after": _l("修改后"), "reason": _l("原因")}
-    column_formatters = {"at": _local_time}
+    column_formatters = {
+        "at": _local_time,
+        "object_type": lambda v, c, m, n: _MODEL_LABELS.get(m.object_type, m.object_type),
+        "action": lambda v, c, m, n: AUDIT_ACTIONS.get(m.action, m.action),
+        "before": lambda v, c, m, n: _changes(m.before),
+        "after": lambda v, c, m, n: _changes(m.after),
+    }
     column_default_sort = ("id", True)
     column_filters = ["object_type", "action", "actor_name", "object_id"]
     column_searchable_list = ["actor_name", "object_id"]
