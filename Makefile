@@ -44,6 +44,7 @@ run: seed translations
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 
 test: dev-venv translations
+	$(BIN)/ruff check .
 	CQE_TEST_DB=sqlite $(BIN)/python -m pytest
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== again on PostgreSQL =="; \

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 
 import sqlalchemy as sa
-from flask import Flask, g, render_template, request, session
+from flask import Flask, request, session
 from flask_login import current_user
 
 from extensions import babel, csrf, db, login_manager, migrate
@@ -79,7 +79,6 @@ def create_app(config_override: dict | None = None) -> Flask:
 
     from views.auth import bp as auth_bp
     from views.errors import register_error_handlers
-
     from views.health import bp as health_bp
 
     app.register_blueprint(auth_bp)

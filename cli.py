@@ -15,15 +15,20 @@ cqe = AppGroup("cqe", help="CQE commands.")
 @cqe.command("seed-demo")
 @click.option("--students-per-class", default=30, show_default=True, type=int)
 @click.option("--seed", "seed_value", default=2022, show_default=True, type=int)
-@click.option("--reset", is_flag=True, help="Delete every row first (the schema stays).")
+@click.option("--reset", is_flag=True, help="Drop and rebuild the schema first (history included).")
 def seed_demo_command(students_per_class: int, seed_value: int, reset: bool) -> None:
     """Build the demo district (re-runnable: does nothing if the database already has data)."""
     from seed.demo import PASSWORD, seed_demo
 
     if reset:
-        for table in reversed(db.metadata.sorted_tables):
-            db.session.execute(table.delete())
-        db.session.commit()
+        # History is append-only (rows cannot be deleted), so a demo reset rebuilds the schema.
+        from flask_migrate import upgrade
+
+        db.session.remove()
+        db.drop_all()
+        with db.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE IF EXISTS alembic_version")
+        upgrade()
     elif db.session.execute(sa.select(District.id).limit(1)).first():
         click.echo("The database already holds a district; nothing to do (use --reset to rebuild the demo).")
         return

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from datetime import date
 
-from forms.base import PLEASE_CHOOSE, CQEForm, choices
 from wtforms import fields as f
 from wtforms import validators as v
+
+from forms.base import PLEASE_CHOOSE, CQEForm, choices
 
 
 def field_for(spec: dict, activity_choices=None):

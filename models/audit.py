@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextvars
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import sqlalchemy as sa
@@ -52,7 +52,7 @@ class Actor:
     reason: str = ""
 
 
-_actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("cqe_actor", default=Actor())
+_actor: contextvars.ContextVar[Actor] = contextvars.ContextVar("cqe_actor", default=Actor())  # noqa: B039 - frozen
 
 
 def set_actor(actor: Actor) -> None:
@@ -75,7 +75,7 @@ def acting(action: str | None = None, reason: str = "", **changes):
 
 def _plain(value):
     if isinstance(value, datetime) and value.tzinfo is not None:
-        return value.astimezone(timezone.utc).isoformat()
+        return value.astimezone(UTC).isoformat()
     if isinstance(value, (datetime, date)):
         return value.isoformat()
     if isinstance(value, Decimal):

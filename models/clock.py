@@ -1,7 +1,7 @@
 """The one clock of the app. Tests and demos pin it; everything else asks it for the time."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from settings import LOCAL_TZ, parse_instant
 
@@ -12,7 +12,7 @@ def now() -> datetime:
     """The current instant, aware, in UTC (pinned when a demo or test says so)."""
     if _pinned is not None:
         return _pinned
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def pin(value: datetime | str | None) -> None:
@@ -22,7 +22,7 @@ def pin(value: datetime | str | None) -> None:
         value = parse_instant(value)
     elif value is not None and value.tzinfo is None:
         value = value.replace(tzinfo=LOCAL_TZ)
-    _pinned = value.astimezone(timezone.utc) if value is not None else None
+    _pinned = value.astimezone(UTC) if value is not None else None
 
 
 def pinned() -> datetime | None:

@@ -12,8 +12,20 @@ from datetime import date, timedelta
 
 import sqlalchemy as sa
 
-from models import (Activity, Category, City, Contact, District, Record, RoleGrant, School, SchoolClass, Student,
-                    User, db)
+from models import (
+    Activity,
+    Category,
+    City,
+    Contact,
+    District,
+    Record,
+    RoleGrant,
+    School,
+    SchoolClass,
+    Student,
+    User,
+    db,
+)
 from models.fields import validate_data
 from seed import shanghai
 from seed.loader import create_term, sync_profile
@@ -151,7 +163,7 @@ def seed_demo(students_per_class: int = 30, seed: int = 2022) -> dict:
 
     student_rows, student_keys = [], []
     serial = 0
-    for (n, sid, grade, number), cid in zip(class_keys, class_ids):
+    for (n, sid, grade, number), cid in zip(class_keys, class_ids, strict=True):
         born = 2016 - grade
         for k in range(1, students_per_class + 1):
             serial += 1
@@ -170,21 +182,21 @@ def seed_demo(students_per_class: int = 30, seed: int = 2022) -> dict:
         for suffix, role in (("leader", "school_leader"), ("admin", "school_admin"), ("clerk", "school_clerk"),
                              ("auditor", "school_auditor"), ("principal", "principal")):
             account(f"s{n}_{suffix}", next(staff_names), role, school_id=sid)
-    for (n, sid, grade, number), cid in zip(class_keys, class_ids):
+    for (n, _sid, grade, number), cid in zip(class_keys, class_ids, strict=True):
         account(f"s{n}_g{grade}c{number}_teacher", next(staff_names), "homeroom_teacher", class_id=cid)
         if (n, grade, number) == (1, 9, 1):
             account("s1_g9c1_evaluator", next(staff_names), "class_evaluator", class_id=cid)
     student_user_index = {}
-    for (n, sid, grade, number, k), stid, row in zip(student_keys, student_ids, student_rows):
+    for (n, _sid, grade, number, k), stid, row in zip(student_keys, student_ids, student_rows, strict=True):
         username = f"s{n}g{grade}c{number}n{k:02d}"
         student_user_index[stid] = len(users)
         account(username, row["name"], "student", student_id=stid)
         account(f"p_{username}", f"{row['name']}家长", "parent", student_id=stid)
     user_ids = _insert(User, users)
-    for grant, uid in zip(grants, user_ids):
+    for grant, uid in zip(grants, user_ids, strict=True):
         grant["user_id"] = uid
     _insert(RoleGrant, grants)
-    uid_of = dict(zip((u["username"] for u in users), user_ids))
+    uid_of = dict(zip((u["username"] for u in users), user_ids, strict=True))
 
     # Activity catalogues: the district's and each school's (校级/区级项目管理).
     acts = [{"term_id": term.id, "level": "district", "district_id": district.id, "school_id": None, "name": name,
@@ -195,10 +207,10 @@ def seed_demo(students_per_class: int = 30, seed: int = 2022) -> dict:
                   "organiser": "校团委", "held_on": date(2022, 3, d), "description": "", "version_id": 1}
                  for name, d in (("学雷锋志愿服务", 5), ("清明祭扫", 30), ("团队主题日", 15))]
     act_ids = _insert(Activity, acts)
-    acts_of_school = {sid: [i for i, a in zip(act_ids, acts) if a["school_id"] in (sid, None)] for sid in school_ids}
+    acts_of_school = {sid: [i for i, a in zip(act_ids, acts, strict=True) if a["school_id"] in (sid, None)] for sid in school_ids}
 
     contacts = []
-    for n, sid in enumerate(school_ids, start=1):
+    for sid in school_ids:
         for j, kind in enumerate(("leader", "admin", "auditor", "clerk")):
             contacts.append({"school_id": sid, "kind": kind, "name": next(staff_names),
                              "position": ["副校长", "教导主任", "德育主任", "信息老师"][j],
@@ -211,7 +223,7 @@ def seed_demo(students_per_class: int = 30, seed: int = 2022) -> dict:
                                     .order_by(Category.position)).scalars().all()
     clerk_of = {"district": uid_of["district_clerk"], "city": uid_of["city_clerk"]}
     records = []
-    for (n, sid, grade, number, k), stid, row in zip(student_keys, student_ids, student_rows):
+    for (n, sid, grade, _number, _k), stid, row in zip(student_keys, student_ids, student_rows, strict=True):
         if row["status"] != "enrolled":
             continue  # non-participants get no records
         for cat in categories:

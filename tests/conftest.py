@@ -57,9 +57,12 @@ def _redis_status() -> str:
 
 
 def pytest_report_header(config):
-    url = os.environ.get("TEST_DATABASE_URL", "") if DB_KIND == "postgresql" else "sqlite (temporary file)"
+    if DB_KIND == "postgresql":
+        where = _redacted(os.environ.get("TEST_DATABASE_URL", ""))
+    else:
+        where = "(a temporary file)"
     return [
-        f"CQE database: {DB_KIND} {_redacted(url) if DB_KIND == 'postgresql' else url}",
+        f"CQE database: {DB_KIND} {where}",
         f"CQE redis: {_redacted(REDIS_URL) if REDIS_URL else '-'} ({_redis_status()})",
         f"CI: {IN_CI}",
     ]
@@ -84,8 +87,21 @@ def _reset_schema(app) -> None:
 def _seed_other_city() -> None:
     """A second city with one district, school, class, students, records and a clerk: the
     "outside" that district and city roles must never see."""
-    from models import (Activity, AuditEvent, Category, City, Contact, District, Profile, Record, RoleGrant, School,
-                        SchoolClass, Student, User)
+    from models import (
+        Activity,
+        AuditEvent,
+        Category,
+        City,
+        Contact,
+        District,
+        Profile,
+        Record,
+        RoleGrant,
+        School,
+        SchoolClass,
+        Student,
+        User,
+    )
     from seed import shanghai
     from seed.loader import create_term
 
@@ -175,7 +191,10 @@ def data_app(app):
     """A second app on the same database, whose context the test code runs in. Requests made by
     ``client`` then push their own app context, as in production: ``g`` (Flask-Login's user,
     Flask-Babel's locale, per-request caches) never leaks from one request into the next."""
-    return create_app(dict(app.config))
+    data_app = create_app(dict(app.config))
+    yield data_app
+    with data_app.app_context():
+        db.engine.dispose()
 
 
 @pytest.fixture

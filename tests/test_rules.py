@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-
 from conftest import csrf_from, table_fingerprint
+
 from models import Category, Record, Student, Term, User, db, workflow
 from models.fields import FieldErrors
 from models.policy import Denied
@@ -211,3 +211,19 @@ def test_wrong_password_refused(client, session):
     resp = client.post("/login", data={"username": "admin", "password": "nope", "csrf_token": token})
     assert resp.status_code == 200 and "用户名或密码错误" in resp.get_data(as_text=True)
     assert client.get("/admin/").status_code == 302
+
+
+def test_history_is_append_only_in_the_database(session):
+    from models import AuditEvent
+
+    event = db.session.execute(sa.select(AuditEvent).limit(1)).scalar_one()
+    for statement in (sa.update(AuditEvent).where(AuditEvent.id == event.id).values(action="x"),
+                      sa.delete(AuditEvent).where(AuditEvent.id == event.id)):
+        with pytest.raises(sa.exc.DBAPIError) as err:
+            with db.session.begin_nested():
+                db.session.execute(statement)
+        assert "append-only" in str(err.value)
+    with pytest.raises(RuntimeError):
+        event.action = "x"
+        db.session.flush()
+    db.session.rollback()

@@ -79,3 +79,12 @@ def test_home_page_shows_phase_and_time_left(client, login_as, at):
     html = client.get("/admin/").get_data(as_text=True)
     assert "当前阶段" in html and "确认" in html
     assert "2022-03-28 16:00" in html and "3天7小时" in html
+
+
+def test_migrations_match_the_models(session):
+    """The schema built by the migrations is the schema the models declare (no drift)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    ctx = MigrationContext.configure(db.session.connection(), opts={"compare_type": True})
+    assert compare_metadata(ctx, db.metadata) == []

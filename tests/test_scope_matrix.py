@@ -11,10 +11,26 @@ import re
 
 import pytest
 import sqlalchemy as sa
+from conftest import table_fingerprint
 
-from conftest import csrf_from, table_fingerprint
-from models import (Activity, AuditEvent, Category, City, Cohort, Contact, District, PhaseWindow, Record, RoleGrant,
-                    School, SchoolClass, Student, Term, User, db)
+from models import (
+    Activity,
+    AuditEvent,
+    Category,
+    City,
+    Cohort,
+    Contact,
+    District,
+    PhaseWindow,
+    Record,
+    RoleGrant,
+    School,
+    SchoolClass,
+    Student,
+    Term,
+    User,
+    db,
+)
 from seed import shanghai
 
 # role → (demo username, kind of scope)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import sqlalchemy as sa
-
 from conftest import csrf_from, table_fingerprint
+
 from models import Activity, AuditEvent, Category, Record, School, Student, User, db
 
 

@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from markupsafe import Markup
 from flask import abort
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.form import DateTimeField
 from flask_admin.theme import Bootstrap4Theme
 from flask_login import current_user
+from markupsafe import Markup
 from wtforms import fields as wf
 from wtforms import validators as v
 
+from forms.base import choices
 from models import policy
 from models.accounts import RoleGrant, User
 from models.audit import AuditEvent
@@ -24,7 +25,6 @@ from models.org import GRADE_NAMES, STUDENT_STATUSES, School, SchoolClass, Stude
 from models.records import Record
 from models.roles import ROLES
 from seed import shanghai
-from forms.base import choices
 from views.base import ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.home import home_context

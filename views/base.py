@@ -14,11 +14,11 @@ from flask_admin.actions import action
 from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
-from forms.base import CQEForm
 from flask_admin.helpers import get_redirect_target
 from flask_login import current_user
 from sqlalchemy import inspect as sa_inspect
 
+from forms.base import CQEForm
 from models import policy, workflow
 from models.base import db
 from models.fields import FieldErrors
@@ -201,48 +201,41 @@ class ScopedModelView(ModelView):
         form.populate_obj(model)
         self.on_model_change(form, model, is_created)
 
+    def run_workflow(self, form, change, *, refusal: str = "abort"):
+        """Run a workflow call for a form: field errors go onto the form, a refusal answers with
+        its status and reason (``refusal="flash"`` for list actions that go on), other workflow
+        errors are flashed. Returns the call's result, or False when nothing was saved."""
+        try:
+            result = change()
+        except policy.Denied as exc:
+            if refusal == "abort":
+                deny(exc)
+            flash(exc.reason, "error")
+        except FieldErrors as exc:
+            self._show_errors(form, exc)
+        except workflow.WorkflowError as exc:
+            flash(exc.message, "error")
+        else:
+            return True if result is None else result
+        return False
+
     def create_model(self, form):
         model = self.build_new_instance()
-        try:
-            workflow.save_object(current_user, model, "create", lambda m: self.apply_form(form, m, True))
-        except policy.Denied as exc:
-            deny(exc)
-        except FieldErrors as exc:
-            self._show_errors(form, exc)
-            return False
-        except workflow.WorkflowError as exc:
-            flash(exc.message, "error")
-            return False
-        return model
+        saved = self.run_workflow(form, lambda: workflow.save_object(
+            current_user, model, "create", lambda m: self.apply_form(form, m, True)))
+        return model if saved else False
 
     def update_model(self, form, model):
-        try:
-            workflow.save_object(current_user, model, self.edit_action, lambda m: self.apply_form(form, m, False))
-        except policy.Denied as exc:
-            deny(exc)
-        except FieldErrors as exc:
-            self._show_errors(form, exc)
-            return False
-        except workflow.WorkflowError as exc:
-            flash(exc.message, "error")
-            return False
-        return True
+        return bool(self.run_workflow(form, lambda: workflow.save_object(
+            current_user, model, self.edit_action, lambda m: self.apply_form(form, m, False))))
 
     def delete_model(self, model):
-        try:
-            workflow.delete_object(current_user, model)
-        except policy.Denied as exc:
-            flash(exc.reason, "error")
-            return False
-        except workflow.WorkflowError as exc:
-            flash(exc.message, "error")
-            return False
-        return True
+        return bool(self.run_workflow(None, lambda: workflow.delete_object(current_user, model), refusal="flash"))
 
     @staticmethod
     def _show_errors(form, exc: FieldErrors) -> None:
         for name, message in exc.errors.items():
-            field = getattr(form, name, None) if name else None
+            field = form._fields.get(name) if (form is not None and name) else None
             if field is not None:
                 field.errors = list(field.errors or []) + [message]
             else:

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort, flash, g, request
+from flask import abort, g
 from flask_admin import expose
-from jinja2 import pass_context
 from flask_admin.model.fields import AjaxSelectField
 from flask_login import current_user
-from markupsafe import Markup, escape
+from jinja2 import pass_context
 from sqlalchemy.orm import joinedload
 from wtforms import validators as v
 
@@ -18,11 +17,11 @@ from models.base import db
 from models.calendar import Term
 from models.catalog import Activity, Category
 from models.clock import local, now
-from models.fields import FieldErrors, display_value
+from models.fields import display_value
 from models.org import GRADE_NAMES, SchoolClass, Student
 from models.records import RECORD_STATES, Record
 from models.roles import LEVEL_NAMES
-from views.base import ScopedAjaxLoader, ScopedModelView, deny
+from views.base import ScopedAjaxLoader, ScopedModelView
 from views.i18n import _l, localized
 
 STAFF_ROLES = policy.STAFF
@@ -249,48 +248,16 @@ class CategoryView(ScopedModelView):
         if student is None:
             form.student.errors = ["请选择学生"]
             return False
-        try:
-            return workflow.create_record(current_user, self.record_category, student, data)
-        except policy.Denied as exc:
-            deny(exc)
-        except FieldErrors as exc:
-            self._show_errors(form, exc)
-        except workflow.WorkflowError as exc:
-            flash(exc.message, "error")
-        return False
+        return self.run_workflow(form, lambda: workflow.create_record(current_user, self.record_category, student,
+                                                                      data))
 
     def update_model(self, form, model):
         data = form_values(form, self.spec["fields"])
-        try:
-            workflow.update_record(current_user, model, data, expected_version=form.version.data or None)
-        except policy.Denied as exc:
-            deny(exc)
-        except FieldErrors as exc:
-            self._show_errors(form, exc)
-            return False
-        except workflow.WorkflowError as exc:
-            flash(exc.message, "error")
-            return False
-        return True
+        return bool(self.run_workflow(form, lambda: workflow.update_record(
+            current_user, model, data, expected_version=form.version.data or None)))
 
     def delete_model(self, model):
-        try:
-            workflow.delete_record(current_user, model)
-        except policy.Denied as exc:
-            flash(exc.reason, "error")
-            return False
-        except workflow.WorkflowError as exc:
-            flash(exc.message, "error")
-            return False
-        return True
-
-    def _show_errors(self, form, exc: FieldErrors) -> None:
-        for name, message in exc.errors.items():
-            field = form._fields.get(name) if name else None
-            if field is not None:
-                field.errors = list(field.errors or []) + [message]
-            else:
-                flash(message, "error")
+        return bool(self.run_workflow(None, lambda: workflow.delete_record(current_user, model), refusal="flash"))
 
 
 def _student_extra(spec):
