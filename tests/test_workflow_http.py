@@ -123,3 +123,13 @@ def test_stale_form_save_is_refused_and_nothing_lost(client, login_as, at):
     assert resp.status_code == 200 and "已被他人修改" in resp.get_data(as_text=True)
     db.session.expire_all()
     assert db.session.get(Record, rec.id).data["name"] == "甲"
+
+
+def test_school_admin_home_says_what_waits(client, login_as, at):
+    at("2022-03-01 09:00")
+    login_as("s1_admin")
+    html = client.get("/admin/").get_data(as_text=True)
+    assert "预确认开放至 2022-03-14 08:00" in html
+    assert "已填写 4/4 类联系人" in html
+    at("2022-03-14 08:00")
+    assert "预确认开放至" not in client.get("/admin/").get_data(as_text=True)

@@ -92,6 +92,16 @@ def home_context(user: User) -> dict:
         with_contacts = _count(sa.select(sa.func.count(sa.distinct(Contact.school_id))).where(policy.scope(user, Contact)))
         counts.append((_("学校"), schools))
         waiting.append(_("联系信息表（附件3）：%(done)s/%(total)s 所学校已填报", done=with_contacts, total=schools))
+    if roles & {"school_admin", "school_clerk"}:
+        for status in (cohort_status(c, at) for c in cohorts):
+            prep = next((w for w in status["open"] if w["phase"] == "preparation"), None)
+            if prep:
+                waiting.append(_("%(cohort)s：不参与填报学生（离校、休学、转学）的预确认开放至 %(end)s，之后名单锁定。",
+                                 cohort=status["cohort"].name, end=prep["ends"].strftime("%Y-%m-%d %H:%M")))
+    if "school_admin" in roles:
+        kinds = db.session.execute(sa.select(sa.func.count(sa.distinct(Contact.kind)))
+                                   .where(policy.scope(user, Contact))).scalar_one()
+        waiting.append(_("本校联系信息表（附件3）：已填写 %(n)s/4 类联系人。", n=kinds))
     if roles & {"homeroom_teacher", "student"}:
         drafts = _count(records_in_scope.where(Record.state == "draft"))
         if drafts:
