@@ -12,7 +12,7 @@ export CQE_NOW
 DATABASE_URL ?= sqlite:///$(CURDIR)/instance/cqe.sqlite
 export DATABASE_URL
 
-.PHONY: run test venv dev-venv migrate seed lint translations clean
+.PHONY: run test venv dev-venv migrate seed lint translations clean bench bench-quick bench-city
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,18 @@ test: dev-venv translations
 		echo "== again on PostgreSQL =="; \
 		CQE_TEST_DB=postgresql $(BIN)/python -m pytest; \
 	fi
+
+# The benchmark (bench/run.py): SQLite at BENCH_STUDENTS (default 50,000), and PostgreSQL too when
+# TEST_DATABASE_URL is set. Writes bench/results.json.
+BENCH_STUDENTS ?= 50000
+bench: dev-venv
+	$(BIN)/python bench/run.py --students $(BENCH_STUDENTS)
+
+bench-quick: dev-venv
+	$(BIN)/python bench/run.py --students 2000
+
+bench-city: dev-venv
+	$(BIN)/python bench/run.py --students 600000 --only postgresql
 
 lint: dev-venv
 	$(BIN)/ruff check .

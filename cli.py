@@ -41,6 +41,20 @@ def seed_demo_command(students_per_class: int, seed_value: int, reset: bool) -> 
                f"(password {PASSWORD}).")
 
 
+@cqe.command("seed-scale")
+@click.option("--students", required=True, type=int, help="How many students (one district per 50,000).")
+@click.option("--seed", "seed_value", default=1, show_default=True, type=int)
+def seed_scale_command(students: int, seed_value: int) -> None:
+    """A synthetic district or city of N students with about 30 records each, inserted in bulk."""
+    from seed.scale import seed_scale
+
+    with click.progressbar(length=students, label="学生", show_pos=True) as bar:
+        counts = seed_scale(students, seed=seed_value, progress=bar.update)
+        db.session.commit()
+    click.echo(f"{counts['students']:,} students, {counts['records']:,} records in {counts['districts']} district(s), "
+               f"{counts['schools']} schools: {counts['seconds']:.1f}s, {counts['records_per_second']:,.0f} records/s")
+
+
 @cqe.command("sync-profile")
 def sync_profile_command() -> None:
     """Load the Shanghai profile's categories and phases into the database (idempotent)."""

@@ -108,6 +108,19 @@ class CategoryView(ScopedModelView):
     def get_query(self):
         return super().get_query().options(joinedload(Record.student).joinedload(Student.school_class))
 
+    def get_list(self, *args, **kwargs):
+        count, rows = super().get_list(*args, **kwargs)
+        self._preload_activities(rows)
+        return count, rows
+
+    def _preload_activities(self, rows) -> None:
+        """Load every catalogue activity the page shows in one query (no query per row)."""
+        names = [s["name"] for s in self.spec["fields"] if s["type"] == "activity"]
+        ids = {r.data.get(n) for r in rows or [] for n in names if r.data and r.data.get(n) is not None}
+        if ids:
+            # Held for the request: the session's identity map keeps objects only while referenced.
+            g.cqe_activities = db.session.execute(sa.select(Activity).where(Activity.id.in_(ids))).scalars().all()
+
     def get_list_columns(self):
         cols = [("student", _l("学生")), ("klass", _l("班级"))]
         cols += [(f"f_{s['name']}", localized(s["label"], s.get("label_en"))) for s in self.spec["fields"]

@@ -1,0 +1,159 @@
+"""A synthetic district (or city) at scale: N students over schools and classes shaped like the demo,
+about 30 records per student across the Shanghai categories.
+
+Rows go in through the driver in bulk: ``executemany`` on SQLite, ``COPY`` on PostgreSQL, never
+ORM objects one by one. Seed data is an import, so it writes no audit events.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from models import Category, City, District, Profile, Record, RoleGrant, School, SchoolClass, Student, User, db
+from models.clock import now as clock_now
+from seed import shanghai
+from seed.demo import PASSWORD
+from seed.loader import create_term, sync_profile
+
+STUDENTS_PER_DISTRICT = 50_000
+CLASSES_PER_GRADE = 10
+CLASS_SIZE = 30
+SUBJECTS = ["语文", "数学", "英语", "道德与法治", "历史", "地理", "物理", "化学", "生命科学", "信息科技", "音乐", "美术"]
+RECORD_COLUMNS = ("term_id", "category_id", "student_id", "school_id", "origin", "entered_by_id", "state", "data",
+                  "version_id", "created_at", "updated_at")
+
+
+def _records_for(rng: random.Random, cats: dict, grade: int) -> list[tuple[str, str, str]]:
+    """(category code, origin, data JSON) for one student: about 30, within every limit."""
+    out = [("basic_course", "school", json.dumps({"subject": s, "result": rng.choice(shanghai.GRADE_LEVELS)},
+                                                  ensure_ascii=False)) for s in SUBJECTS]
+    for _ in range(3):
+        out.append(("extended_course", "school", json.dumps(
+            {"course": rng.choice(["书法", "围棋", "创意编程", "英语戏剧"]), "hours": rng.randint(8, 32),
+             "result": rng.choice(shanghai.GRADE_LEVELS)}, ensure_ascii=False)))
+    for _ in range(2):
+        out.append(("inquiry_course", "school", json.dumps(
+            {"course": "城市探究", "topic": "社区调查", "result": rng.choice(shanghai.GRADE_LEVELS)}, ensure_ascii=False)))
+    for code in ("sports", "arts_activity", "science_activity", "health_activity", "defence_award"):
+        for _ in range(2 if code != "defence_award" else 1):
+            if code == "health_activity":
+                data = {"name": "心理健康讲座", "content": None, "held_on": "2022-01-10"}
+            else:
+                data = {"name": "校运动会", "award": rng.choice(shanghai.AWARDS), "held_on": "2022-01-10"}
+            out.append((code, "school", json.dumps(data, ensure_ascii=False)))
+    out.append(("arts_troupe", "school", json.dumps({"troupe": "学生合唱团", "role": None}, ensure_ascii=False)))
+    out.append(("eaglet_badge", "school", json.dumps({"badge": "阅读章", "awarded_on": "2021-12-01"},
+                                                     ensure_ascii=False)))
+    subjects = ["艺术", "地理"] if grade == 9 else ["地理"]
+    for s in subjects:
+        out.append(("academic_exam", "school" if s == "艺术" else "district",
+                    json.dumps({"subject": s, "result": "合格"}, ensure_ascii=False)))
+    if grade == 9:
+        out.append(("self_intro", "student", json.dumps({"content": "我热爱集体，学习认真。"}, ensure_ascii=False)))
+    else:
+        out.append(("typical_case", "student", json.dumps({"title": "我当志愿者", "content": "……"},
+                                                          ensure_ascii=False)))
+    return [(c, o, d) for c, o, d in out if c in cats and grade in cats[c].grades]
+
+
+def _bulk(conn, table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Insert plain tuples through the driver: COPY on PostgreSQL, executemany elsewhere."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in columns)
+    conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def seed_scale(students: int, seed: int = 1, progress: Callable[[int], None] | None = None) -> dict:
+    """Seed ``students`` students (one district per 50,000); returns counts and records per second."""
+    rng = random.Random(seed)
+    started = time.perf_counter()
+    profile: Profile = sync_profile(shanghai)
+    cats = {c.code: c for c in db.session.execute(
+        sa.select(Category).where(Category.profile_id == profile.id)).scalars()}
+    password_hash = User(username="x", display_name="x", password_hash="")
+    password_hash.set_password(PASSWORD)
+    password_hash = password_hash.password_hash
+
+    city = db.session.execute(sa.select(City).where(City.code == "scale")).scalar_one_or_none()
+    if city is None:
+        city = City(code="scale", name="规模测试市")
+        db.session.add(city)
+    n_districts = max(1, -(-students // STUDENTS_PER_DISTRICT))
+    per_school = 4 * CLASSES_PER_GRADE * CLASS_SIZE
+    remaining, school_no, student_no, record_count = students, 0, 0, 0
+    stamp = clock_now().replace(tzinfo=None)
+    conn = db.session.connection()
+    for d in range(n_districts):
+        district = District(code=f"scale{d + 1:02d}", name=f"规模测试区{d + 1}", city=city, settings={})
+        db.session.add(district)
+        db.session.flush()
+        term = create_term(district, profile, 2021, 1, shanghai.SCHEDULE_2021_1, is_current=True)
+        district_students = min(remaining, STUDENTS_PER_DISTRICT)
+        remaining -= district_students
+        clerk_ids = {}
+        users = [{"username": f"scale{d + 1:02d}_district_clerk", "display_name": "区级录入员",
+                  "password_hash": password_hash, "active": True}]
+        district_clerk = db.session.execute(sa.insert(User).returning(User.id), users).scalar_one()
+        db.session.execute(sa.insert(RoleGrant), [{"user_id": district_clerk, "role": "district_clerk",
+                                                    "district_id": district.id}])
+        made = 0
+        while made < district_students:
+            school_no += 1
+            size = min(per_school, district_students - made)
+            school_id = db.session.execute(sa.insert(School).returning(School.id), [{
+                "district_id": district.id, "code": f"sc{school_no:05d}", "name": f"规模测试第{school_no}中学",
+                "homeroom_audit": True, "version_id": 1}]).scalar_one()
+            uname = f"sc{school_no:05d}_clerk"
+            clerk_ids[school_id] = db.session.execute(sa.insert(User).returning(User.id), [{
+                "username": uname, "display_name": "校级录入员", "password_hash": password_hash,
+                "active": True}]).scalar_one()
+            db.session.execute(sa.insert(RoleGrant), [{"user_id": clerk_ids[school_id], "role": "school_clerk",
+                                                        "school_id": school_id}])
+            classes = [(g, c) for g in (6, 7, 8, 9) for c in range(1, CLASSES_PER_GRADE + 1)]
+            class_ids = db.session.execute(
+                sa.insert(SchoolClass).returning(SchoolClass.id, sort_by_parameter_order=True),
+                [{"school_id": school_id, "grade": g, "number": c} for g, c in classes]).scalars().all()
+            student_rows, grades = [], []
+            for i in range(size):
+                (grade, _), class_id = classes[i % len(classes)], class_ids[i % len(classes)]
+                student_no += 1
+                student_rows.append({"xjh": f"S{student_no:017d}", "name": f"学生{student_no}",
+                                     "gender": "男" if i % 2 else "女", "class_id": class_id, "school_id": school_id,
+                                     "status": "enrolled", "version_id": 1,
+                                     "created_at": clock_now(), "updated_at": clock_now()})
+                grades.append(grade)
+            student_ids = db.session.execute(
+                sa.insert(Student).returning(Student.id, sort_by_parameter_order=True), student_rows).scalars().all()
+            # one account for the school's first student, for the benchmark's student home page
+            stu_user = db.session.execute(sa.insert(User).returning(User.id), [{
+                "username": f"sc{school_no:05d}_student", "display_name": student_rows[0]["name"],
+                "password_hash": password_hash, "active": True}]).scalar_one()
+            db.session.execute(sa.insert(RoleGrant), [{"user_id": stu_user, "role": "student",
+                                                        "student_id": student_ids[0]}])
+            rows = []
+            for sid, grade in zip(student_ids, grades, strict=True):
+                for code, origin, data in _records_for(rng, cats, grade):
+                    entered_by = clerk_ids[school_id] if origin == "school" else (
+                        district_clerk if origin == "district" else None)
+                    rows.append((term.id, cats[code].id, sid, school_id, origin, entered_by,
+                                 "draft" if origin == "student" else "entered", data, 1, stamp, stamp))
+            _bulk(conn, Record.__table__, RECORD_COLUMNS, rows)
+            record_count += len(rows)
+            made += size
+            if progress:
+                progress(size)
+    db.session.flush()
+    elapsed = time.perf_counter() - started
+    return {"students": students, "records": record_count, "districts": n_districts, "schools": school_no,
+            "seconds": elapsed, "records_per_second": record_count / elapsed if elapsed else 0.0}
