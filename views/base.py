@@ -28,12 +28,9 @@ def deny(exc: policy.Denied):
     abort(exc.status, description=exc.reason)
 
 
-class ScopedAjaxLoader(QueryAjaxModelLoader):
-    """An ajax lookup that only ever offers objects inside the current user's scope."""
-
-    def __init__(self, name, model, fields, extra=None, **options):
-        super().__init__(name, db.session, model, fields=fields, **options)
-        self.extra = extra  # optional callable → additional filter clause
+class CurrentSession:
+    """``self.session`` is always the app's current session (tests swap in a rolled-back one);
+    Flask-Admin's attempts to pin one at start-up are ignored."""
 
     @property
     def session(self):
@@ -42,6 +39,14 @@ class ScopedAjaxLoader(QueryAjaxModelLoader):
     @session.setter
     def session(self, value):
         pass
+
+
+class ScopedAjaxLoader(CurrentSession, QueryAjaxModelLoader):
+    """An ajax lookup that only ever offers objects inside the current user's scope."""
+
+    def __init__(self, name, model, fields, extra=None, **options):
+        super().__init__(name, db.session, model, fields=fields, **options)
+        self.extra = extra  # optional callable → additional filter clause
 
     def get_query(self):
         query = db.session.query(self.model).filter(policy.scope(current_user, self.model))
@@ -61,7 +66,7 @@ class ScopedAjaxLoader(QueryAjaxModelLoader):
             return self.get_query().filter(pk_col == pk).one_or_none()
 
 
-class ScopedModelView(ModelView):
+class ScopedModelView(CurrentSession, ModelView):
     form_base_class = CQEForm
     page_size = 20
     can_set_page_size = True
@@ -77,15 +82,6 @@ class ScopedModelView(ModelView):
 
     def __init__(self, model, *args, **kwargs):
         super().__init__(model, db, *args, **kwargs)
-
-    # The session is always the current one (tests swap it for a rolled-back one).
-    @property
-    def session(self):
-        return db.session
-
-    @session.setter
-    def session(self, value):
-        pass
 
     # --- who may use the view -----------------------------------------------------------------
     # Staff pages: students and parents use their home page and the categories they write.

@@ -18,7 +18,7 @@ MESSAGE = "audit events are append-only"
 def upgrade():
     if op.get_bind().dialect.name == "postgresql":
         op.execute(f"""
-            CREATE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+            CREATE OR REPLACE FUNCTION audit_events_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
             BEGIN RAISE EXCEPTION '{MESSAGE}'; END $$
         """)
         op.execute("""
