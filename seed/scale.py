@@ -27,37 +27,46 @@ RECORD_COLUMNS = ("term_id", "category_id", "student_id", "school_id", "origin",
                   "version_id", "created_at", "updated_at")
 
 
+_JSON: dict = {}
+
+
+def _dumps(data: dict) -> str:
+    """JSON text of a record's data; the few distinct values are encoded once each."""
+    key = tuple(data.items())
+    text = _JSON.get(key)
+    if text is None:
+        text = _JSON[key] = json.dumps(data, ensure_ascii=False)
+    return text
+
+
 def _records_for(rng: random.Random, cats: dict, grade: int) -> list[tuple[str, str, str]]:
     """(category code, origin, data JSON) for one student: about 30, within every limit."""
-    out = [("basic_course", "school", json.dumps({"subject": s, "result": rng.choice(shanghai.GRADE_LEVELS)},
-                                                  ensure_ascii=False)) for s in SUBJECTS]
+    out = [("basic_course", "school", _dumps({"subject": s, "result": rng.choice(shanghai.GRADE_LEVELS)})) for s in SUBJECTS]
     for _ in range(3):
-        out.append(("extended_course", "school", json.dumps(
+        out.append(("extended_course", "school", _dumps(
             {"course": rng.choice(["书法", "围棋", "创意编程", "英语戏剧"]), "hours": rng.randint(8, 32),
-             "result": rng.choice(shanghai.GRADE_LEVELS)}, ensure_ascii=False)))
+             "result": rng.choice(shanghai.GRADE_LEVELS)})))
     for _ in range(2):
-        out.append(("inquiry_course", "school", json.dumps(
-            {"course": "城市探究", "topic": "社区调查", "result": rng.choice(shanghai.GRADE_LEVELS)}, ensure_ascii=False)))
+        out.append(("inquiry_course", "school", _dumps(
+            {"course": "城市探究", "topic": "社区调查", "result": rng.choice(shanghai.GRADE_LEVELS)})))
     for code in ("sports", "arts_activity", "science_activity", "health_activity", "defence_award"):
         for _ in range(2 if code != "defence_award" else 1):
             if code == "health_activity":
                 data = {"name": "心理健康讲座", "content": None, "held_on": "2022-01-10"}
             else:
                 data = {"name": "校运动会", "award": rng.choice(shanghai.AWARDS), "held_on": "2022-01-10"}
-            out.append((code, "school", json.dumps(data, ensure_ascii=False)))
-    out.append(("arts_troupe", "school", json.dumps({"troupe": "学生合唱团", "role": None}, ensure_ascii=False)))
-    out.append(("eaglet_badge", "school", json.dumps({"badge": "阅读章", "awarded_on": "2021-12-01"},
-                                                     ensure_ascii=False)))
+            out.append((code, "school", _dumps(data)))
+    out.append(("arts_troupe", "school", _dumps({"troupe": "学生合唱团", "role": None})))
+    out.append(("eaglet_badge", "school", _dumps({"badge": "阅读章", "awarded_on": "2021-12-01"})))
     subjects = ["艺术", "地理"] if grade == 9 else ["地理"]
     for s in subjects:
         out.append(("academic_exam", "school" if s == "艺术" else "district",
-                    json.dumps({"subject": s, "result": "合格"}, ensure_ascii=False)))
+                    _dumps({"subject": s, "result": "合格"})))
     if grade == 9:
-        out.append(("self_intro", "student", json.dumps({"content": "我热爱集体，学习认真。"}, ensure_ascii=False)))
+        out.append(("self_intro", "student", _dumps({"content": "我热爱集体，学习认真。"})))
     else:
-        out.append(("typical_case", "student", json.dumps({"title": "我当志愿者", "content": "……"},
-                                                          ensure_ascii=False)))
-    return [(c, o, d) for c, o, d in out if c in cats and grade in cats[c].grades]
+        out.append(("typical_case", "student", _dumps({"title": "我当志愿者", "content": "……"})))
+    return [(c, o, d) for c, o, d in out if c in cats and grade in cats[c][1]]
 
 
 def _bulk(conn, table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -79,7 +88,7 @@ def seed_scale(students: int, seed: int = 1, progress: Callable[[int], None] | N
     rng = random.Random(seed)
     started = time.perf_counter()
     profile: Profile = sync_profile(shanghai)
-    cats = {c.code: c for c in db.session.execute(
+    cats = {c.code: (c.id, set(c.grades)) for c in db.session.execute(
         sa.select(Category).where(Category.profile_id == profile.id)).scalars()}
     password_hash = User(username="x", display_name="x", password_hash="")
     password_hash.set_password(PASSWORD)
@@ -92,8 +101,10 @@ def seed_scale(students: int, seed: int = 1, progress: Callable[[int], None] | N
     n_districts = max(1, -(-students // STUDENTS_PER_DISTRICT))
     per_school = 4 * CLASSES_PER_GRADE * CLASS_SIZE
     remaining, school_no, student_no, record_count = students, 0, 0, 0
-    stamp = clock_now().replace(tzinfo=None)
     conn = db.session.connection()
+    stamp = clock_now().replace(tzinfo=None)
+    if conn.dialect.name == "sqlite":
+        stamp = stamp.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's own SQLite format, no per-row adapter
     for d in range(n_districts):
         district = District(code=f"scale{d + 1:02d}", name=f"规模测试区{d + 1}", city=city, settings={})
         db.session.add(district)
@@ -146,7 +157,7 @@ def seed_scale(students: int, seed: int = 1, progress: Callable[[int], None] | N
                 for code, origin, data in _records_for(rng, cats, grade):
                     entered_by = clerk_ids[school_id] if origin == "school" else (
                         district_clerk if origin == "district" else None)
-                    rows.append((term.id, cats[code].id, sid, school_id, origin, entered_by,
+                    rows.append((term.id, cats[code][0], sid, school_id, origin, entered_by,
                                  "draft" if origin == "student" else "entered", data, 1, stamp, stamp))
             _bulk(conn, Record.__table__, RECORD_COLUMNS, rows)
             record_count += len(rows)
