@@ -178,6 +178,16 @@ def _unpinned_clock():
     clock.pin(None)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_count_cache():
+    """Cached district-wide counts must not outlive the rolled-back data of one test."""
+    from views import home
+
+    home._counts.clear()
+    yield
+    home._counts.clear()
+
+
 class _TestSession(scoped_session):
     """One session for the whole test (the test's own code and the requests it makes): a request's
     teardown must not close it, or the test's objects would detach between requests."""

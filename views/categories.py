@@ -7,7 +7,7 @@ from flask_admin import expose
 from flask_admin.model.fields import AjaxSelectField
 from flask_login import current_user
 from jinja2 import pass_context
-from sqlalchemy.orm import joinedload
+from sqlalchemy.orm import selectinload
 from wtforms import validators as v
 
 from forms.base import PLEASE_CHOOSE, choices
@@ -48,6 +48,7 @@ class CategoryView(ScopedModelView):
     profile_code: str = ""
     create_template = "cqe/record_create.html"
     column_default_sort = ("id", True)
+    column_auto_select_related = False  # get_query loads students after LIMIT instead
     column_sortable_list = ["updated_at", "state"]
     column_searchable_list = ["student.name", "student.xjh"]
     column_filters = ["state", "origin"]
@@ -106,7 +107,9 @@ class CategoryView(ScopedModelView):
         )
 
     def get_query(self):
-        return super().get_query().options(joinedload(Record.student).joinedload(Student.school_class))
+        # selectinload: the page's 20 rows fetch their students in one more query, after LIMIT (a join would
+        # run before ORDER BY … LIMIT over every row in scope).
+        return super().get_query().options(selectinload(Record.student).selectinload(Student.school_class))
 
     def get_list(self, *args, **kwargs):
         count, rows = super().get_list(*args, **kwargs)

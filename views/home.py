@@ -1,6 +1,7 @@
 """What a user's home page says: current phase and time left for their cohorts, what waits, counts."""
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -61,8 +62,25 @@ def cohort_status(cohort: Cohort, at: datetime) -> dict:
     return {"cohort": cohort, "open": open_now, "upcoming": upcoming}
 
 
-def _count(stmt) -> int:
-    return db.session.execute(stmt).scalar_one()
+COUNT_TTL = 120  # seconds a district- or city-wide count may be reused
+_counts: dict = {}
+
+
+def _count(stmt, wide: bool = False) -> int:
+    """A count; district- and city-wide ones (millions of rows) are reused for COUNT_TTL seconds."""
+    if not wide:
+        return db.session.execute(stmt).scalar_one()
+    compiled = stmt.compile(db.engine)
+    key = (str(compiled), tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
+    at = time.monotonic()
+    hit = _counts.get(key)
+    if hit and hit[0] > at:
+        return hit[1]
+    value = db.session.execute(stmt).scalar_one()
+    _counts[key] = (at + COUNT_TTL, value)
+    if len(_counts) > 10_000:
+        _counts.clear()
+    return value
 
 
 def home_context(user: User) -> dict:
@@ -77,16 +95,18 @@ def home_context(user: User) -> dict:
 
     counts, waiting = [], []
     roles = user.roles
+    wide = any(g.scope_kind in ("district", "city") for g in user.grants)
     staff = bool(roles & policy.STAFF)
     if staff:
-        counts.append((_("学生"), _count(sa.select(sa.func.count(Student.id)).where(policy.scope(user, Student)))))
+        counts.append((_("学生"), _count(sa.select(sa.func.count(Student.id)).where(policy.scope(user, Student)),
+                                          wide)))
         counts.append((_("不参与填报学生"), _count(sa.select(sa.func.count(Student.id)).where(
-            policy.scope(user, Student), Student.status.in_(NON_PARTICIPANT_STATUSES)))))
-        counts.append((_("本学期记录"), _count(records_in_scope)))
+            policy.scope(user, Student), Student.status.in_(NON_PARTICIPANT_STATUSES)), wide)))
+        counts.append((_("本学期记录"), _count(records_in_scope, wide)))
     if roles & {"school_clerk", "district_clerk", "city_clerk"}:
         level = {"school_clerk": "school", "district_clerk": "district", "city_clerk": "city"}
         mine = [level[r] for r in roles if r in level]
-        counts.append((_("本级录入记录"), _count(records_in_scope.where(Record.origin.in_(mine)))))
+        counts.append((_("本级录入记录"), _count(records_in_scope.where(Record.origin.in_(mine)), wide)))
     if "district_admin" in roles:
         schools = _count(sa.select(sa.func.count(School.id)).where(policy.scope(user, School)))
         with_contacts = _count(sa.select(sa.func.count(sa.distinct(Contact.school_id))).where(policy.scope(user, Contact)))
@@ -130,4 +150,5 @@ def home_context(user: User) -> dict:
         "waiting": waiting,
         "own_records": own,
         "is_family": not staff,
+        "counts_cached": wide,
     }
