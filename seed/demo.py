@@ -63,10 +63,21 @@ def _day(rng: random.Random) -> str:
     return (start + timedelta(days=rng.randrange(0, 170))).isoformat()
 
 
+_ACTIVITY_NAMES = {
+    "defence_award": ["国防知识竞赛", "民防应急疏散演练", "少年军校训练营"],
+    "sports": ["校运动会", "校园篮球联赛", "定向越野赛", "跳绳比赛"],
+    "health_activity": ["心理健康讲座", "青春期健康教育", "食品安全主题班会", "急救知识培训"],
+    "arts_activity": ["校园合唱节", "艺术节书画展", "课本剧展演"],
+    "science_activity": ["校科技节展评", "机器人创意赛", "小发明小制作"],
+}
+
+
 def _value(rng: random.Random, code: str, spec: dict, activities: list[int], where: dict | None = None):
     kind = spec["type"]
     if code == "inquiry_report" and spec["name"] == "title":
         return rng.choice(["社区垃圾分类调查报告", "校园植物多样性研究", "宝山老街的变迁", "家庭节水方案研究"])
+    if spec["name"] == "name" and code in _ACTIVITY_NAMES:
+        return rng.choice(_ACTIVITY_NAMES[code])
     if code == "typical_case" and spec["name"] == "title":
         return rng.choice(["我当小小志愿者", "一次难忘的班会", "运动会上的坚持"])
     if where and spec["name"] in where:
