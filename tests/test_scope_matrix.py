@@ -343,3 +343,23 @@ def test_menu_holds_only_what_the_role_may_use(client, login_as, anchors, at, ro
         else:
             expected = role in MODEL_VIEWS[endpoint][0]
         assert (url in links) == expected, f"{role}: menu {'lacks' if expected else 'shows'} {url}"
+
+
+@pytest.mark.parametrize("username,scope", [("s1_clerk", "school"), ("admin", "district"), ("s1_g9c1_teacher", "class")])
+def test_list_count_is_the_scoped_count(client, login_as, anchors, at, username, scope):
+    at("2022-03-01 09:00")
+    login_as(username)
+    cat = _one(sa.select(Category).where(Category.code == "basic_course"))
+    stmt = sa.select(sa.func.count(Record.id)).join(Student, Record.student_id == Student.id).where(
+        Record.category_id == cat.id)
+    if scope == "school":
+        stmt = stmt.where(Student.school_id == anchors["s1"].id)
+    elif scope == "district":
+        stmt = stmt.where(Student.school_id.in_(sa.select(School.id).where(
+            School.district_id == anchors["s1"].district_id)))
+    else:
+        stmt = stmt.where(Student.class_id == anchors["g9c1"].id)
+    expected = db.session.execute(stmt).scalar()
+    html = client.get("/admin/records/basic_course/").get_data(as_text=True)
+    shown = re.search(r"(?:列表|List)\s*\((\d+)\)", html)
+    assert shown and int(shown.group(1)) == expected > 0
