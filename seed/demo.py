@@ -2,8 +2,9 @@
 30 students per class, records in every category, and one account for every role.
 
 Deterministic for a given seed. Rows go in with bulk INSERTs (not ORM objects one by one), so a
-district of this size seeds in seconds; seed data is an import, not a user's change, so it writes
-no audit events.
+district of this size seeds in seconds. The bulk-inserted rows (students, accounts, grants, records,
+activities, contacts) write no audit events; the few rows saved through the ORM (profile, categories,
+city, district, term, cohorts, windows) are recorded as created by 系统, like any other change.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 about 30 records per student across the Shanghai categories.
 
 Rows go in through the driver in bulk: ``executemany`` on SQLite, ``COPY`` on PostgreSQL, never
-ORM objects one by one. Seed data is an import, so it writes no audit events.
+ORM objects one by one; those bulk rows write no audit events (the profile, district and term rows
+saved through the ORM are recorded as created by 系统).
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ from flask_admin.contrib.sqla import ModelView
 from flask_admin.contrib.sqla.ajax import QueryAjaxModelLoader
 from flask_admin.contrib.sqla.fields import QuerySelectField, QuerySelectMultipleField
 from flask_admin.helpers import get_redirect_target
+from flask_babel import gettext
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import inspect as sa_inspect
 
@@ -243,7 +245,7 @@ class ScopedModelView(CurrentSession, ModelView):
             return False
         return super().is_action_allowed(name)
 
-    @action("delete", "删除", "确定删除所选记录？")
+    @action("delete", _l("删除"), _l("确定删除所选记录？"))
     def action_delete(self, ids):
         pk = sa_inspect(self.model).primary_key[0]
         clean = []
@@ -261,10 +263,10 @@ class ScopedModelView(CurrentSession, ModelView):
             else:
                 refused.append(str(obj))
         if done:
-            flash(f"已删除 {done} 条记录。", "success")
+            flash(gettext("已删除 %(n)s 条记录。", n=done), "success")
         missing = len(set(clean)) - len(objects)
         if missing:
-            flash(f"{missing} 条记录不存在或不在您的权限范围内，未处理。", "warning")
+            flash(gettext("%(n)s 条记录不存在或不在您的权限范围内，未处理。", n=missing), "warning")
         return None
 
     def get_save_return_url(self, model, is_created=False):
