@@ -78,10 +78,14 @@ def create_app(config_override: dict | None = None) -> Flask:
                         ip=request.remote_addr or ""))
 
     from views.auth import bp as auth_bp
+    from views.cases import bp as cases_bp
     from views.errors import register_error_handlers
+    from views.family import bp as family_bp
     from views.health import bp as health_bp
 
     app.register_blueprint(auth_bp)
+    app.register_blueprint(family_bp)
+    app.register_blueprint(cases_bp)
     app.register_blueprint(health_bp)
     register_error_handlers(app)
 

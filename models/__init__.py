@@ -3,12 +3,13 @@ from models.accounts import RoleGrant, User
 from models.audit import AuditEvent
 from models.base import db
 from models.calendar import Cohort, PhaseWindow, Profile, Term
+from models.cases import Case
 from models.catalog import Activity, Category, Dimension
 from models.contacts import Contact
 from models.org import City, District, School, SchoolClass, Student
 from models.records import Record
 
 __all__ = [
-    "Activity", "AuditEvent", "Category", "City", "Cohort", "Contact", "Dimension", "District",
+    "Activity", "AuditEvent", "Case", "Category", "City", "Cohort", "Contact", "Dimension", "District",
     "PhaseWindow", "Profile", "Record", "RoleGrant", "School", "SchoolClass", "Student", "Term", "User", "db",
 ]

@@ -41,7 +41,9 @@ def owner_ids(obj) -> dict:
         klass = _rel(obj, "school_class", "class_id", SchoolClass)
         school = _rel(klass, "school", "school_id", School) if klass else None
         return {**_school_chain(school), "class": obj.class_id, "student": obj.id}
-    if isinstance(obj, Record):
+    from models.cases import Case
+
+    if isinstance(obj, (Record, Case)):
         student = _rel(obj, "student", "student_id", Student)
         return owner_ids(student) if student is not None else {}
     if isinstance(obj, Contact):

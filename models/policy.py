@@ -20,10 +20,11 @@ from models.accounts import RoleGrant, User
 from models.audit import AuditEvent
 from models.base import db
 from models.calendar import Cohort, PhaseWindow, Profile, Term
+from models.cases import Case
 from models.catalog import Activity, Category, Dimension
 from models.clock import local, now
 from models.contacts import Contact
-from models.org import City, District, School, SchoolClass, Student
+from models.org import NON_PARTICIPANT_STATUSES, City, District, School, SchoolClass, Student
 from models.owners import owner_ids
 from models.records import Record
 from models.roles import CLERK_OF_LEVEL, LEVEL_NAMES, ROLES
@@ -96,15 +97,22 @@ RULES: dict[type, dict[str, Rule]] = {
     Category: {"view": Rule(EVERYONE)},
     AuditEvent: {"view": _r("district_admin", "school_admin")},
     Record: {"view": Rule(EVERYONE)},
+    # Appeals and problem data: auditors and clerks of the case's levels, school oversight, the district
+    # admin; students see the cases they filed or that are theirs to correct (scope), parents their child's.
+    Case: {"view": Rule(EVERYONE - {"homeroom_teacher", "class_evaluator"})},
 }
 
 ACTION_NAMES = {
     "view": "查看", "create": "新建", "edit": "修改", "delete": "删除", "preconfirm": "预确认",
+    "confirm": "确认", "reject": "确认不通过", "correct": "修改", "submit": "提交审阅", "review": "审阅",
+    "return": "退回", "publish": "提交公示", "file": "提交申诉", "accept": "受理", "dismiss": "驳回",
+    "approve": "审核通过", "send_back": "退回修改",
 }
 MODEL_NAMES = {
     City: "市", District: "区", School: "学校", SchoolClass: "班级", Student: "学生", Activity: "活动项目",
     Contact: "联系人", User: "账号", RoleGrant: "角色授权", Term: "学期", Cohort: "年级组", PhaseWindow: "阶段时间",
     Profile: "评价方案", Dimension: "维度", Category: "记录类别", AuditEvent: "操作记录", Record: "记录",
+    Case: "申诉/问题数据",
 }
 
 
@@ -210,8 +218,39 @@ def _users_in_district(grant: RoleGrant):
     return inner
 
 
+# The case level each role works on: auditors handle and audit, clerks correct (SPEC §6).
+_CASE_HANDLER = {"school_auditor": "school", "district_auditor": "district", "city_auditor": "city"}
+_CASE_CORRECTOR = {"school_clerk": "school", "district_clerk": "district", "city_clerk": "city"}
+
+
+def _case_clause(grant: RoleGrant):
+    kind, role = grant.scope_kind, grant.role
+    if role == "student":
+        # The cases they filed, and those on their own entries that they are to correct.
+        return sa.or_(Case.filed_by_id == grant.user_id,
+                      sa.and_(Case.student_id == grant.student_id, Case.corrector_level == "student"))
+    if role == "parent":
+        return Case.student_id == grant.student_id
+    if kind == "city":
+        where = Case.district_id.in_(_districts_of(grant))
+    elif kind == "district":
+        where = Case.district_id == grant.district_id
+    elif kind == "school":
+        where = Case.school_id == grant.school_id
+    else:
+        return sa.false()
+    if role in _CASE_HANDLER:
+        return sa.and_(where, Case.handler_level == _CASE_HANDLER[role])
+    if role in _CASE_CORRECTOR:
+        return sa.and_(where, Case.corrector_level == _CASE_CORRECTOR[role],
+                       Case.state.notin_(("open", "dismissed")))
+    return where
+
+
 def _clause(grant: RoleGrant, model: type):
     kind = grant.scope_kind
+    if model is Case:
+        return _case_clause(grant)
     if model is Record:
         if kind == "class":
             return Record.student_id.in_(_students_of_class(grant.class_id))
@@ -322,7 +361,7 @@ def cohort_of(obj, at: datetime | None = None) -> list[Cohort]:
     student = None
     if isinstance(obj, Student):
         student = obj
-    elif isinstance(obj, Record):
+    elif isinstance(obj, (Record, Case)):
         student = obj.student
     term = getattr(obj, "term", None)
     if term is None:
@@ -385,6 +424,12 @@ def check(user: User, action: str, obj, at: datetime | None = None, *, rule: Rul
             rule, why = record_rule(user, action, obj)
             if rule is None:
                 return Decision(False, why, 403)
+        elif model is Case and action != "view":
+            from models.workflow import case_rule
+
+            rule, why = case_rule(user, action, obj)
+            if rule is None:
+                return Decision(False, why, 403)
         else:
             rule = RULES.get(model, {}).get(action)
             if rule is not None and model is Activity and action != "view":
@@ -395,7 +440,11 @@ def check(user: User, action: str, obj, at: datetime | None = None, *, rule: Rul
         return Decision(False, f"您的角色不能{what}。", 403)
     if action == "view":
         return ALLOW
-    if not any(g.role in rule.roles and contains(g, obj) for g in user.grants):
+    if model is Case and action == "file":
+        # A student appeals on their own data or a classmate's published data (SPEC §6).
+        if not obj.student.participates or not report_visible(user, obj.student):
+            return Decision(False, "只能对本人或同班同学的公示数据申诉。", 403)
+    elif not any(g.role in rule.roles and contains(g, obj) for g in user.grants):
         if not saved:
             return Decision(False, f"{what}：对象不在您的管理范围内（需要：{_role_names(rule.roles)}）。", 403)
         return Decision(False, f"您的角色不能{what}（需要：{_role_names(rule.roles)}）。", 403)
@@ -432,3 +481,32 @@ def entry_rule(category: Category, level: str, grade: int) -> dict | None:
 
 def level_name(level: str) -> str:
     return LEVEL_NAMES.get(level, level)
+
+
+# ---------------------------------------------------------------------------------------------
+# Publication: whose published report a user may read (SPEC §6)
+
+
+def report_scope(user: User):
+    """The students whose published reports this user may read: a student their own class (published
+    data only), a parent their child, staff the students in their scope."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return sa.false()
+    clauses = []
+    for g in user.grants:
+        if g.role == "student":
+            own_class = sa.select(Student.class_id).where(Student.id == g.student_id).scalar_subquery()
+            clauses.append(Student.class_id == own_class)
+        elif g.role == "parent":
+            clauses.append(Student.id == g.student_id)
+        else:
+            clauses.append(_clause(g, Student))
+    if not clauses:
+        return sa.false()
+    return sa.and_(sa.or_(*clauses), Student.status.notin_(NON_PARTICIPANT_STATUSES))
+
+
+def report_visible(user: User, student: Student) -> bool:
+    return db.session.execute(
+        sa.select(Student.id).where(Student.id == student.id, report_scope(user))
+    ).first() is not None

@@ -1,5 +1,5 @@
 """Evaluation records: one lifecycle table; each category's own fields live in ``data`` (JSON),
-validated against the category's field specs (see forms/fields.py and workflow)."""
+validated against the category's field specs (see models/fields.py and workflow)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -8,9 +8,20 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from models.base import JSONType, TimestampMixin, db
 
 RECORD_STATES = {
+    # Student-written (自我介绍/典型事例, 团、队等德育活动, 探究学习报告)
     "draft": "草稿",
+    "submitted": "待班主任审阅",
+    "reviewed": "班主任已审阅",
+    "final": "已提交公示",
+    # Clerk-entered (校级/区级/市级)
     "entered": "已录入",
+    "confirmed": "已确认",
+    "rejected": "确认不通过",
+    "corrected": "已修改",
+    "problem": "问题数据",
 }
+# What publication shows (SPEC §6): confirmed, corrected or submitted-for-publication data.
+PUBLISHED_STATES = ("confirmed", "corrected", "final")
 
 
 class Record(TimestampMixin, db.Model):
@@ -20,6 +31,8 @@ class Record(TimestampMixin, db.Model):
         sa.Index("ix_records_school_term_category", "school_id", "term_id", "category_id", "id"),
         # Limits and a student's own page.
         sa.Index("ix_records_student_term_category", "student_id", "term_id", "category_id"),
+        # Queues: a school's records in one state (rejected → correction queue, submitted → review queue).
+        sa.Index("ix_records_school_state", "school_id", "state"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     term_id: Mapped[int] = mapped_column(sa.ForeignKey("terms.id"))
@@ -31,6 +44,12 @@ class Record(TimestampMixin, db.Model):
     entered_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), nullable=True)
     state: Mapped[str] = mapped_column(sa.String(24))
     data: Mapped[dict] = mapped_column(JSONType, default=dict)
+    # The homeroom teacher's latest comment on a student's entry (审阅意见 / 退回原因).
+    review_comment: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    # The student's reason for 确认不通过.
+    reject_reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
+    # The data before the last correction, so the student sees what was corrected.
+    previous_data: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
     version_id: Mapped[int] = mapped_column(default=1)
     term = relationship("Term")
     category = relationship("Category")
@@ -43,6 +62,10 @@ class Record(TimestampMixin, db.Model):
     @property
     def state_name(self) -> str:
         return RECORD_STATES.get(self.state, self.state)
+
+    @property
+    def is_published(self) -> bool:
+        return self.state in PUBLISHED_STATES
 
     def __str__(self) -> str:
         return f"{self.category.name} · {self.student.name}"

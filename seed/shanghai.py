@@ -1,5 +1,9 @@
 """The Shanghai profile (seed 000: 宝山区 2021学年第一学期) as data: phases, dimensions, categories
-and the term schedule. A new category is one more entry in CATEGORIES."""
+and the term schedule. A new category is one more entry in CATEGORIES.
+
+An entry rule ``{"level": "student", "review": ...}`` says whether the homeroom teacher sees a student's
+entry before it is submitted for publication: "teacher" always (自我介绍/典型事例, SPEC §3),
+"school_setting" when the school's 团、队等德育活动审核设置 is on (SPEC §4); absent: never."""
 from __future__ import annotations
 
 CODE = "shanghai"
@@ -60,7 +64,7 @@ CATEGORIES = [
      "grades": ALL, "entry": [{"level": "school"}], "per_term_limit": 2, "fields": _activity_fields()},
     {"code": "moral_activity", "dimension": "moral", "name": "团、队等德育活动",
      "name_en": "League / pioneer moral-education activity",
-     "grades": ALL, "entry": [{"level": "student"}], "per_term_limit": 2,
+     "grades": ALL, "entry": [{"level": "student", "review": "school_setting"}], "per_term_limit": 2,
      "fields": [_f("activity_id", "活动项目", "Activity", "activity"),
                 _f("role", "参与情况", "Participation", max_length=100),
                 _f("hours", "参与时长（小时）", "Hours", "int", required=False, min=0, max=200)]},
@@ -111,10 +115,10 @@ CATEGORIES = [
                 _f("summary", "报告摘要", "Summary", "textarea", max_length=2000)]},
     # Student-written, reviewed by the homeroom teacher
     {"code": "self_intro", "dimension": "self", "name": "自我介绍", "name_en": "Self-introduction",
-     "grades": [9], "entry": [{"level": "student"}], "per_term_limit": 1,
+     "grades": [9], "entry": [{"level": "student", "review": "teacher"}], "per_term_limit": 1,
      "fields": [_f("content", "自我介绍", "Self-introduction", "textarea", max_length=2000)]},
     {"code": "typical_case", "dimension": "self", "name": "典型事例", "name_en": "Typical case",
-     "grades": [6, 7, 8], "entry": [{"level": "student"}], "per_term_limit": 1,
+     "grades": [6, 7, 8], "entry": [{"level": "student", "review": "teacher"}], "per_term_limit": 1,
      "fields": [_f("title", "事例标题", "Title", max_length=100),
                 _f("content", "事例内容", "Content", "textarea", max_length=2000)]},
 ]

@@ -2,21 +2,24 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort
+from flask import abort, redirect, request
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.form import DateTimeField
+from flask_admin.menu import MenuLink
 from flask_admin.theme import Bootstrap4Theme
+from flask_babel import gettext
 from flask_login import current_user
 from markupsafe import Markup
 from wtforms import fields as wf
 from wtforms import validators as v
 
 from forms.base import choices
-from models import policy
+from models import policy, workflow
 from models.accounts import RoleGrant, User
 from models.audit import AuditEvent
 from models.base import db
 from models.calendar import PhaseWindow, Term
+from models.cases import Case
 from models.catalog import Activity, Category
 from models.clock import local
 from models.contacts import CONTACT_KINDS, Contact
@@ -25,10 +28,12 @@ from models.org import GRADE_NAMES, STUDENT_STATUSES, School, SchoolClass, Stude
 from models.records import Record
 from models.roles import ROLES
 from seed import shanghai
+from views.actions import perform
 from views.base import ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.home import home_context
 from views.i18n import _l, localized
+from views.queues import CaseView, CorrectionQueueView, ReviewQueueView
 
 
 def _local_time(view, context, model, name):
@@ -36,11 +41,20 @@ def _local_time(view, context, model, name):
     return local(value).strftime("%Y-%m-%d %H:%M") if value else ""
 
 
+class FamilyLink(MenuLink):
+    """Menu entries of students' and parents' pages."""
+
+    def is_accessible(self):
+        if not current_user.is_authenticated or not current_user.has_role("student", "parent"):
+            return False
+        return self.endpoint != "me.classmates" or current_user.has_role("student")
+
+
 class HomeView(AdminIndexView):
     @expose("/")
     def index(self):
         if not current_user.is_authenticated:
-            from flask import redirect, url_for
+            from flask import url_for
 
             return redirect(url_for("auth.login"))
         return self.render("cqe/home.html", **home_context(current_user))
@@ -231,6 +245,10 @@ class TermView(ScopedModelView):
 
 
 class WindowView(ScopedModelView):
+    """阶段时间: the district admin shifts a window or opens / closes a phase now, always with a reason
+    that the history keeps (SPEC §2)."""
+
+    edit_template = "cqe/window_edit.html"
     column_list = ["cohort", "phase", "starts_at", "ends_at"]
     column_labels = {"cohort": _l("年级组"), "phase": _l("阶段"), "starts_at": _l("开始（北京时间）"), "ends_at": _l("结束（北京时间）")}
     column_formatters = {"starts_at": _local_time, "ends_at": _local_time,
@@ -240,6 +258,8 @@ class WindowView(ScopedModelView):
     form_overrides = {"starts_at": DateTimeField, "ends_at": DateTimeField}
     form_args = {"starts_at": {"label": "开始（北京时间）", "format": "%Y-%m-%d %H:%M"},
                  "ends_at": {"label": "结束（北京时间）", "format": "%Y-%m-%d %H:%M"}}
+    form_extra_fields = {"reason": wf.TextAreaField("调整原因", validators=[v.InputRequired(message="调整原因：必填"),
+                                                                        v.Length(max=1000)])}
     can_export = False
 
     def edit_form(self, obj=None):
@@ -249,15 +269,28 @@ class WindowView(ScopedModelView):
             form.ends_at.data = local(obj.ends_at).replace(tzinfo=None)
         return form
 
-    def on_model_change(self, form, model, is_created):
+    @staticmethod
+    def _aware(value):
         from settings import LOCAL_TZ
 
         # The form shows and takes Beijing time; the database keeps UTC.
-        for name in ("starts_at", "ends_at"):
-            value = getattr(form, name).data
-            setattr(model, name, value.replace(tzinfo=LOCAL_TZ) if value.tzinfo is None else value)
-        if model.ends_at <= model.starts_at:
-            raise FieldErrors({"ends_at": "结束时间：须晚于开始时间"})
+        return value.replace(tzinfo=LOCAL_TZ) if value.tzinfo is None else value
+
+    def update_model(self, form, model):
+        return bool(self.run_workflow(form, lambda: workflow.shift_window(
+            current_user, model, starts_at=self._aware(form.starts_at.data), ends_at=self._aware(form.ends_at.data),
+            reason=form.reason.data)))
+
+    @expose("/advance/", methods=("POST",))
+    def advance_view(self):
+        window = self.get_one(request.form.get("id"))
+        self._require("edit", window)
+        edge = request.form.get("edge")
+        done = "已提前开始。" if edge == "start" else "已立即结束。"
+        if perform(lambda: workflow.advance_phase(current_user, window, edge, reason=request.form.get("reason", "")),
+                   gettext(done)):
+            return redirect(self.get_url(".index_view"))
+        return redirect(self.get_url(".edit_view", id=window.id))
 
 
 class CategoryCatalogView(ScopedModelView):
@@ -326,6 +359,15 @@ def init_admin(app) -> Admin:
     dimensions = {d["code"]: localized(d["name"], d.get("name_en")) for d in shanghai.DIMENSIONS}
     for spec in shanghai.CATEGORIES:
         admin.add_view(category_view(shanghai.CODE, spec, dimensions[spec["dimension"]]))
+    admin.add_view(CaseView(Case, name=_l("申诉与问题数据"), category=_l("待办"), endpoint="cases_admin",
+                            url="/admin/cases"))
+    admin.add_view(ReviewQueueView(Record, name=_l("待审阅的学生填报"), category=_l("待办"), endpoint="review_queue",
+                                   url="/admin/review-queue"))
+    admin.add_view(CorrectionQueueView(Record, name=_l("确认不通过待修改"), category=_l("待办"), endpoint="corrections",
+                                       url="/admin/corrections"))
+    for name, endpoint in ((_l("我的记录"), "me.records"), (_l("纪实报告"), "me.report"),
+                           (_l("同班公示"), "me.classmates"), (_l("我的申诉"), "me.appeals")):
+        admin.add_link(FamilyLink(name=name, endpoint=endpoint, category=_l("我的")))
     admin.add_view(ActivityView(Activity, name=_l("团、队等德育活动项目管理"), category=_l("项目管理"), endpoint="activities"))
     admin.add_view(StudentView(Student, name=_l("学生名册"), category=_l("学生信息"), endpoint="students"))
     admin.add_view(PreconfirmView(Student, name=_l("预确认"), category=_l("学生信息"), endpoint="preconfirm"))

@@ -228,6 +228,12 @@ class CategoryView(ScopedModelView):
         return self._prepare(cls(get_form_data(), obj=form_object(obj) if obj is not None else None))
 
     # --- endpoints ------------------------------------------------------------------------
+    def _require(self, action_name: str, obj) -> None:
+        # A rejected record is corrected (its own window: the clerks' deadline), not edited.
+        if action_name == "edit" and obj.state == "rejected":
+            action_name = "correct"
+        super()._require(action_name, obj)
+
     @expose("/new/", methods=("GET", "POST"))
     def create_view(self):
         if not self.can_create:

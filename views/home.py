@@ -11,6 +11,7 @@ from models import policy
 from models.accounts import User
 from models.base import db
 from models.calendar import Cohort, Term
+from models.cases import OPEN_CASE_STATES, Case
 from models.catalog import Category
 from models.clock import local, now
 from models.contacts import Contact
@@ -83,6 +84,44 @@ def _count(stmt, wide: bool = False) -> int:
     return value
 
 
+def _queue_counts(user: User, roles: set, records_in_scope, counts: list, waiting: list, at) -> None:
+    """What waits in the user's queues (SPEC §5–§6): cases to handle or audit, rejected records to
+    correct, entries to review, records to confirm."""
+    cases = sa.select(sa.func.count(Case.id)).where(policy.scope(user, Case))
+    if roles & {"school_auditor", "district_auditor", "city_auditor"}:
+        to_handle = _count(cases.where(Case.state == "open"))
+        to_audit = _count(cases.where(Case.state == "corrected"))
+        overdue = _count(cases.where(Case.state.in_(OPEN_CASE_STATES), Case.due_at <= at))
+        counts += [(_("待处理申诉"), to_handle), (_("待审核修改"), to_audit), (_("逾期未办结"), overdue)]
+        if to_handle or to_audit:
+            waiting.append(_("申诉与问题数据：%(h)s 件待处理，%(a)s 件待审核。", h=to_handle, a=to_audit))
+    if roles & {"school_clerk", "district_clerk", "city_clerk"}:
+        levels = [lvl for lvl, role in (("school", "school_clerk"), ("district", "district_clerk"),
+                                        ("city", "city_clerk")) if role in roles]
+        rejected = _count(records_in_scope.where(Record.state == "rejected", Record.origin.in_(levels)))
+        to_fix = _count(cases.where(Case.state == "accepted"))
+        counts += [(_("确认不通过待修改"), rejected), (_("申诉待修改"), to_fix)]
+        if rejected:
+            waiting.append(_("学生确认不通过的记录 %(n)s 条，须在修改截止前完成修改。", n=rejected))
+        if to_fix:
+            waiting.append(_("已受理的申诉或问题数据 %(n)s 件等待您修改。", n=to_fix))
+    if "homeroom_teacher" in roles:
+        to_review = _count(records_in_scope.where(Record.state == "submitted"))
+        counts.append((_("待审阅的学生填报"), to_review))
+        if to_review:
+            waiting.append(_("本班学生提交的填报 %(n)s 条等待您审阅。", n=to_review))
+    if "student" in roles:
+        to_confirm = _count(records_in_scope.where(Record.state == "entered"))
+        reviewed = _count(records_in_scope.where(Record.state == "reviewed"))
+        if to_confirm:
+            waiting.append(_("有 %(n)s 条记录等待您确认（确认期内未操作的，期满默认通过）。", n=to_confirm))
+        if reviewed:
+            waiting.append(_("班主任已审阅 %(n)s 条填报：请提交公示，或修改后再次提交审阅。", n=reviewed))
+        to_fix = _count(cases.where(Case.state == "accepted", Case.corrector_level == "student"))
+        if to_fix:
+            waiting.append(_("有 %(n)s 件申诉需要您修改本人填报的内容。", n=to_fix))
+
+
 def home_context(user: User) -> dict:
     at = now()
     terms = db.session.execute(
@@ -129,6 +168,8 @@ def home_context(user: User) -> dict:
                 waiting.append(_("本班学生有 %(n)s 条自填记录尚在草稿中，须在公示开始前完成。", n=drafts))
             else:
                 waiting.append(_("您有 %(n)s 条自填记录尚在草稿中，须在公示开始前完成。", n=drafts))
+
+    _queue_counts(user, roles, records_in_scope, counts, waiting, at)
 
     own = []
     if roles & {"student", "parent"}:

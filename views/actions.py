@@ -1,0 +1,93 @@
+"""What the action pages share: run a workflow call and say what happened, list what a user may do
+to an object now (asked of policy, never decided here), and read an object's history."""
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import abort, flash
+
+from models import policy, workflow
+from models.audit import AuditEvent
+from models.base import db
+from models.cases import Case
+from models.clock import local
+from models.fields import FieldErrors
+from models.records import Record
+
+RECORD_ACTIONS = ("confirm", "reject", "submit", "publish", "review", "return")
+CASE_ACTIONS = ("accept", "dismiss", "correct", "approve", "send_back")
+
+
+def perform(change, done: str) -> bool:
+    """Run a workflow call: refusals answer with their status and reason, bad input and conflicts are
+    flashed (nothing was saved), success is flashed."""
+    try:
+        change()
+    except policy.Denied as exc:
+        abort(exc.status, description=exc.reason)
+    except FieldErrors as exc:
+        flash(exc.message, "error")
+        return False
+    except workflow.WorkflowError as exc:
+        flash(exc.message, "error")
+        return False
+    flash(done, "success")
+    return True
+
+
+def available(user, obj, actions) -> list[str]:
+    """The actions of ``actions`` that policy allows this user on ``obj`` now."""
+    result = []
+    for action in actions:
+        if isinstance(obj, Record) and workflow.transition_for(obj, action) is None:
+            continue
+        if isinstance(obj, Case) and workflow.case_transition_for(obj, action) is None:
+            continue
+        if policy.check(user, action, obj):
+            result.append(action)
+    return result
+
+
+def window_note(user, obj, action) -> str:
+    """Why an action the object's state allows cannot be done now (e.g. its window is closed), or ""."""
+    decision = policy.check(user, action, obj)
+    return "" if decision else decision.reason
+
+
+AUDIT_ACTION_NAMES = {**workflow.ACTION_LABELS, "create": "新建", "update": "修改", "edit": "修改", "delete": "删除",
+                      "auto_confirm": "逾期默认通过", "escalate": "升级为问题数据", "file": "提交申诉"}
+
+
+def history(object_type: str, object_id) -> list[dict]:
+    """The object's events, oldest first: who, when (Beijing time), from where, what, before → after."""
+    rows = db.session.execute(
+        sa.select(AuditEvent).where(AuditEvent.object_type == object_type, AuditEvent.object_id == str(object_id))
+        .order_by(AuditEvent.id)
+    ).scalars().all()
+    return [{
+        "at": local(e.at).strftime("%Y-%m-%d %H:%M:%S"), "actor": e.actor_name, "ip": e.ip,
+        "action": AUDIT_ACTION_NAMES.get(e.action, e.action), "reason": e.reason,
+        "changes": _changes(e.before, e.after),
+    } for e in rows]
+
+
+def _changes(before: dict | None, after: dict | None) -> list[tuple[str, str, str]]:
+    keys = list(dict.fromkeys(list((before or {}).keys()) + list((after or {}).keys())))
+    skip = {"id", "version_id", "created_at", "updated_at"}
+    return [(k, _short((before or {}).get(k)), _short((after or {}).get(k))) for k in keys if k not in skip]
+
+
+def _short(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dict):
+        return "，".join(f"{k}={v}" for k, v in value.items())
+    return str(value)
+
+
+def render_page(template: str, **context):
+    """Render a page of a plain blueprint inside the admin layout (menu, language switch, flashes)."""
+    from flask import current_app
+
+    admins = current_app.extensions["admin"]
+    admin = admins[0] if isinstance(admins, list) else admins
+    return admin.index_view.render(template, **context)
