@@ -309,8 +309,7 @@ def update_record(user: User, record: Record, data: dict, *, expected_version: i
     at = at or now()
     action = "correct" if record.state == "rejected" else "edit"
     try:
-        policy.require(user, action, record, at)
-        _check_version(record, expected_version)
+        _require_fresh(user, action, record, at, expected_version)
         clean = validate_data(record.category.fields, data)
         _check_where(record.category, record.origin, record.student.school_class.grade, clean)
         _check_activities(record.category, record.student, record.term, clean)
@@ -325,6 +324,14 @@ def update_record(user: User, record: Record, data: dict, *, expected_version: i
         return record
     except (policy.Denied, FieldErrors, WorkflowError) as exc:
         _fail(exc)
+
+
+def _require_fresh(user: User, action: str, obj, at: datetime, expected_version) -> None:
+    """Policy for one action on an object the user opened at ``expected_version``: a stale page is told
+    that somebody else changed the object (before any state or window reason), never applied."""
+    if sa.inspect(obj).persistent and policy.visible(user, obj):
+        _check_version(obj, expected_version)
+    policy.require(user, action, obj, at)
 
 
 def _check_version(obj, expected_version) -> None:
@@ -419,8 +426,7 @@ def record_action(user: User, record: Record, action: str, *, reason: str = "", 
     """confirm / reject (students), submit / publish (students' own entries), review / return (homeroom)."""
     at = at or now()
     try:
-        policy.require(user, action, record, at)
-        _check_version(record, expected_version)
+        _require_fresh(user, action, record, at, expected_version)
         reason = _reason(action, reason, record)
         with acting(action, reason):
             _apply_record_action(record, action, reason)
@@ -590,8 +596,7 @@ def case_action(user: User, case: Case, action: str, *, reason: str = "", propos
     """accept / dismiss (handler), correct (the one who entered the data), approve / send_back (auditor)."""
     at = at or now()
     try:
-        policy.require(user, action, case, at)
-        _check_version(case, expected_version)
+        _require_fresh(user, action, case, at, expected_version)
         reason = (reason or "").strip()
         if action in ("dismiss", "send_back") and not reason:
             raise FieldErrors({"reason": "原因：必填，请写明驳回或退回的理由"})

@@ -254,7 +254,7 @@ class WindowView(ScopedModelView):
     column_formatters = {"starts_at": _local_time, "ends_at": _local_time,
                          "phase": lambda v, c, m, n: m.name, "cohort": lambda v, c, m, n: str(m.cohort)}
     column_default_sort = [("cohort_id", False), ("starts_at", False)]
-    form_columns = ["starts_at", "ends_at"]
+    form_columns = ["starts_at", "ends_at", "reason"]
     form_overrides = {"starts_at": DateTimeField, "ends_at": DateTimeField}
     form_args = {"starts_at": {"label": "开始（北京时间）", "format": "%Y-%m-%d %H:%M"},
                  "ends_at": {"label": "结束（北京时间）", "format": "%Y-%m-%d %H:%M"}}
