@@ -30,7 +30,7 @@ def perform(change, done: str) -> bool:
     except workflow.WorkflowError as exc:
         flash(exc.message, "error")
         return False
-    flash(done, "success")
+    flash(str(done), "success")
     return True
 
 
@@ -70,15 +70,50 @@ def history(object_type: str, object_id) -> list[dict]:
     } for e in rows]
 
 
+FIELD_LABELS = {
+    "state": "状态", "data": "内容", "reject_reason": "确认不通过原因", "review_comment": "班主任意见",
+    "previous_data": "修改前内容", "description": "说明", "proposal": "修改方案", "handler_note": "处理意见",
+    "corrector_note": "修改说明", "due_at": "办理截止", "closed_at": "办结时间", "kind": "类型", "flow": "流程",
+    "starts_at": "开始", "ends_at": "结束", "status": "状态", "origin": "录入方", "handler_level": "处理方",
+    "corrector_level": "修改方",
+}
+
+
 def _changes(before: dict | None, after: dict | None) -> list[tuple[str, str, str]]:
+    """Changed fields with readable names; ids and empty values of a creation are left out."""
     keys = list(dict.fromkeys(list((before or {}).keys()) + list((after or {}).keys())))
     skip = {"id", "version_id", "created_at", "updated_at"}
-    return [(k, _short((before or {}).get(k)), _short((after or {}).get(k))) for k in keys if k not in skip]
+    rows = []
+    for key in keys:
+        old, new = (before or {}).get(key), (after or {}).get(key)
+        if key in skip or (before is None and (key.endswith("_id") or new in (None, "", {}))):
+            continue
+        rows.append((FIELD_LABELS.get(key, key), _short(key, old), _short(key, new)))
+    return rows
 
 
-def _short(value) -> str:
+def _short(key: str, value) -> str:
+    from models.cases import APPEAL_KINDS, CASE_STATES, FLOWS
+    from models.records import RECORD_STATES
+    from models.roles import LEVEL_NAMES
+
     if value is None:
         return ""
+    if key == "state":
+        return RECORD_STATES.get(value) or CASE_STATES.get(value) or str(value)
+    if key == "flow":
+        return FLOWS.get(value, str(value))
+    if key == "kind":
+        return APPEAL_KINDS.get(value, str(value))
+    if key in ("handler_level", "corrector_level", "origin"):
+        return LEVEL_NAMES.get(value, str(value))
+    if isinstance(value, str) and len(value) >= 19 and value[10] == "T":
+        try:
+            from datetime import datetime
+
+            return local(datetime.fromisoformat(value)).strftime("%Y-%m-%d %H:%M")
+        except ValueError:
+            return value
     if isinstance(value, dict):
         return "，".join(f"{k}={v}" for k, v in value.items())
     return str(value)

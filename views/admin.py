@@ -286,9 +286,9 @@ class WindowView(ScopedModelView):
         window = self.get_one(request.form.get("id"))
         self._require("edit", window)
         edge = request.form.get("edge")
-        done = "已提前开始。" if edge == "start" else "已立即结束。"
+        done = gettext("已提前开始。") if edge == "start" else gettext("已立即结束。")
         if perform(lambda: workflow.advance_phase(current_user, window, edge, reason=request.form.get("reason", "")),
-                   gettext(done)):
+                   done):
             return redirect(self.get_url(".index_view"))
         return redirect(self.get_url(".edit_view", id=window.id))
 

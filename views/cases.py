@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, redirect, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from forms.base import PLEASE_CHOOSE, CQEForm, choices
@@ -20,8 +21,8 @@ from views.i18n import pick
 
 bp = Blueprint("cases", __name__)
 
-CASE_DONE = {"accept": "已受理，等待录入方修改。", "dismiss": "已驳回。", "correct": "修改方案已提交，等待审核。",
-             "approve": "审核通过，记录已更新，案件办结。", "send_back": "已退回修改。"}
+CASE_DONE = {"accept": _l("已受理，等待录入方修改。"), "dismiss": _l("已驳回。"), "correct": _l("修改方案已提交，等待审核。"),
+             "approve": _l("审核通过，记录已更新，案件办结。"), "send_back": _l("已退回修改。")}
 OP_NAMES = {"edit": "修改记录", "delete": "删除该记录（多录）", "create": "补录记录（少录）"}
 
 
@@ -86,6 +87,7 @@ def _render_case(case: Case, form=None):
     events = history("Case", case.id)
     if case.record_id is not None:
         events += [dict(e, on=_("记录")) for e in history("Record", case.record_id)]
+        events.sort(key=lambda e: e["at"])
     proposal = case.proposal or {}
     return render_page(
         "cqe/cases/show.html", case=case, actions=actions, staff=staff, form=form,
@@ -111,7 +113,7 @@ def act(case_id: int, action: str):
         proposal = {"op": request.form.get("op"), "data": form_values(form, case.category.fields)}
     ok = perform(lambda: workflow.case_action(current_user, case, action, reason=request.form.get("reason", ""),
                                               proposal=proposal, expected_version=request.form.get("version")),
-                 _(CASE_DONE[action]))
+                 CASE_DONE[action])
     if not ok and action == "correct":
         return _render_case(case, form)
     if request.form.get("next") == "queue":
@@ -120,7 +122,7 @@ def act(case_id: int, action: str):
 
 
 # --- the homeroom teacher's review of a student's entry ------------------------------------------
-REVIEW_DONE = {"review": "已审阅，学生可提交公示或修改后再次提交。", "return": "已退回学生修改。"}
+REVIEW_DONE = {"review": _l("已审阅，学生可提交公示或修改后再次提交。"), "return": _l("已退回学生修改。")}
 
 
 @bp.route("/review/<int:record_id>", methods=["GET", "POST"])
@@ -134,7 +136,7 @@ def review(record_id: int):
             abort(400, description="未知操作。")
         if perform(lambda: workflow.record_action(current_user, record, action, reason=request.form.get("reason", ""),
                                                   expected_version=request.form.get("version")),
-                   _(REVIEW_DONE[action])):
+                   REVIEW_DONE[action]):
             return redirect(url_for("review_queue.index_view"))
     mode = (policy.entry_rule(record.category, "student", record.student.school_class.grade) or {}).get("review")
     return render_page("cqe/cases/review.html", record=record, fields=_fields(record.category, record.data),

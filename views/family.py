@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, redirect, request, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from models import policy, workflow
@@ -21,8 +22,8 @@ from views.i18n import pick
 bp = Blueprint("me", __name__, url_prefix="/me")
 
 DONE = {
-    "confirm": "已确认。", "reject": "已标记为确认不通过，录入人将修改。", "submit": "已提交班主任审阅。",
-    "publish": "已提交公示。",
+    "confirm": _l("已确认。"), "reject": _l("已标记为确认不通过，录入人将修改。"), "submit": _l("已提交班主任审阅。"),
+    "publish": _l("已提交公示。"),
 }
 
 
@@ -104,7 +105,7 @@ def record_action(record_id: int, action: str):
     if record is None:
         abort(404, description="记录不存在或不在您的权限范围内。")
     perform(lambda: workflow.record_action(current_user, record, action, reason=request.form.get("reason", ""),
-                                           expected_version=request.form.get("version")), _(DONE[action]))
+                                           expected_version=request.form.get("version")), DONE[action])
     return redirect(url_for(".records") + f"#r{record_id}")
 
 
