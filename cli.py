@@ -66,5 +66,32 @@ def sync_profile_command() -> None:
     click.echo(f"Profile {profile.code}: {len(shanghai.CATEGORIES)} categories.")
 
 
+@cqe.command("deadline")
+@click.argument("effect", type=click.Choice(["auto-confirm", "escalate"]))
+@click.option("--district", "district_code", required=True, help="District code, e.g. bs.")
+@click.option("--cohort", "cohort_code", required=True, help="Cohort code of the current term, e.g. g9 or g6_8.")
+def deadline_command(effect: str, district_code: str, cohort_code: str) -> None:
+    """Apply a deadline's effect by hand: 逾期默认通过 (auto-confirm) or 升级为问题数据 (escalate).
+
+    Both are set-based and idempotent (a second run changes nothing) and refuse before their window ends."""
+    from models import Cohort, Term, workflow
+
+    cohort = db.session.execute(
+        sa.select(Cohort).join(Term, Cohort.term_id == Term.id).join(District, Term.district_id == District.id)
+        .where(District.code == district_code, Term.is_current.is_(True), Cohort.code == cohort_code)
+    ).scalar_one_or_none()
+    if cohort is None:
+        raise click.ClickException(f"No cohort {cohort_code!r} in the current term of district {district_code!r}.")
+    try:
+        if effect == "auto-confirm":
+            n = workflow.auto_confirm(cohort.id)
+            click.echo(f"{cohort.name}: {n} records confirmed by default.")
+        else:
+            n = workflow.escalate_problem_data(cohort.id)
+            click.echo(f"{cohort.name}: {n} rejected school records became problem data.")
+    except workflow.WorkflowError as exc:
+        raise click.ClickException(exc.message) from None
+
+
 def register_cli(app) -> None:
     app.cli.add_command(cqe)

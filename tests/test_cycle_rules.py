@@ -284,3 +284,21 @@ def test_stale_case_action_is_refused(session, at):
     workflow.case_action(_user("s1_auditor"), case, "accept", expected_version=version)
     with pytest.raises(workflow.Conflict):
         workflow.case_action(_user("s1_auditor"), case, "dismiss", reason="x", expected_version=version)
+
+
+def test_deadline_command_applies_once_and_not_early(data_app, session, at):
+    a = _student("s1g9c1n01")
+    rec = _record(a, "honour_title", "entered")
+    runner = data_app.test_cli_runner()
+    at("2022-03-28 15:59")
+    early = runner.invoke(args=["cqe", "deadline", "auto-confirm", "--district", "bs", "--cohort", "g9"])
+    assert early.exit_code != 0 and "尚未结束" in early.output
+    db.session.expire_all()
+    assert rec.state == "entered"
+    at("2022-03-28 16:00")
+    done = runner.invoke(args=["cqe", "deadline", "auto-confirm", "--district", "bs", "--cohort", "g9"])
+    assert done.exit_code == 0 and "records confirmed by default" in done.output
+    db.session.expire_all()
+    assert rec.state == "confirmed"
+    again = runner.invoke(args=["cqe", "deadline", "auto-confirm", "--district", "bs", "--cohort", "g9"])
+    assert "0 records" in again.output
