@@ -101,3 +101,44 @@ def test_case_scope(client, login_as, at, cases, role):
                                                       "rowid": [cases[name]]})
         db.session.expire_all()
         assert table_fingerprint() == before, f"{role} changed case {name}"
+
+
+def test_bulk_accept_and_dismiss_with_a_reason(client, login_as, at, cases):
+    at("2022-04-01 09:00")
+    for name in ("s1_flow2", "s1_flow2_student"):
+        case = db.session.get(Case, cases[name])
+        case.state = "open"
+    db.session.commit()
+    token = login_as("s1_auditor")
+    ids = [cases["s1_flow2"], cases["s1_flow2_student"], cases["s2_flow2"]]
+    resp = client.post("/admin/cases/action/", data={"csrf_token": token, "action": "dismiss", "rowid": ids})
+    assert resp.status_code == 302 and "/admin/cases/dismiss/" in resp.headers["Location"]
+    form = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "案件s1_flow2" in form and "案件s2_flow2" not in form  # another school's id is dropped
+    kept = ",".join(str(i) for i in ids)
+    client.post("/admin/cases/dismiss/", data={"csrf_token": token, "ids": kept, "reason": ""})
+    db.session.expire_all()
+    assert db.session.get(Case, cases["s1_flow2"]).state == "open"  # no reason, nothing dismissed
+    client.post("/admin/cases/dismiss/", data={"csrf_token": token, "ids": str(cases["s1_flow2"]),
+                                               "reason": "与事实相符"})
+    client.post("/admin/cases/action/", data={"csrf_token": token, "action": "accept", "rowid": ids})
+    db.session.expire_all()
+    assert db.session.get(Case, cases["s1_flow2"]).state == "dismissed"
+    assert db.session.get(Case, cases["s1_flow2"]).handler_note == "与事实相符"
+    assert db.session.get(Case, cases["s1_flow2_student"]).state == "accepted"
+    assert db.session.get(Case, cases["s2_flow2"]).state == "accepted"  # untouched (it was accepted before)
+    assert db.session.get(Case, cases["s2_flow2"]).version_id == 1
+
+
+def test_record_details_page_shows_its_history(client, login_as, at, session):
+    at("2022-03-01 09:00")
+    token = login_as("s1_clerk")
+    student = db.session.execute(sa.select(User).where(User.username == "s1g9c1n01")).scalar_one().grants[0].student
+    resp = client.post("/admin/records/honour_title/new/", data={
+        "csrf_token": token, "student": student.id, "title": "历史测试称号", "level": "校级", "issuer": "本校",
+        "awarded_on": "2022-01-01"})
+    assert resp.status_code == 302
+    rec = db.session.execute(sa.select(Record).where(Record.student_id == student.id)
+                             .order_by(Record.id.desc())).scalars().first()
+    html = client.get(f"/admin/records/honour_title/details/?id={rec.id}").get_data(as_text=True)
+    assert "处理记录" in html and "历史测试称号" in html and "录入" in html and "127.0.0.1" in html

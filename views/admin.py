@@ -304,8 +304,8 @@ class CategoryCatalogView(ScopedModelView):
     can_export = False
 
 
-AUDIT_ACTIONS = {"create": "新建", "update": "修改", "edit": "修改", "delete": "删除", "login": "登录",
-                 "preconfirm": "预确认"}
+AUDIT_ACTIONS = {**workflow.ACTION_LABELS, "create": "新建", "update": "修改", "edit": "修改", "delete": "删除",
+                 "login": "登录", "preconfirm": "预确认", "auto_confirm": "逾期默认通过", "escalate": "升级为问题数据"}
 _MODEL_LABELS = {model.__name__: label for model, label in policy.MODEL_NAMES.items()}
 
 

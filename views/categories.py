@@ -47,6 +47,7 @@ class CategoryView(ScopedModelView):
     spec: dict = {}
     profile_code: str = ""
     create_template = "cqe/record_create.html"
+    details_template = "cqe/record_details.html"
     column_default_sort = ("id", True)
     column_auto_select_related = False  # get_query loads students after LIMIT instead
     column_sortable_list = ["updated_at", "state"]
@@ -226,6 +227,12 @@ class CategoryView(ScopedModelView):
 
         cls = record_form_class(self.spec["fields"], base=self.form_base_class)
         return self._prepare(cls(get_form_data(), obj=form_object(obj) if obj is not None else None))
+
+    def record_history(self, record):
+        """Who did what to this record, when, from where, before → after (on its details page)."""
+        from views.actions import history
+
+        return history("Record", record.id)
 
     # --- endpoints ------------------------------------------------------------------------
     def _require(self, action_name: str, obj) -> None:
