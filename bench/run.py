@@ -46,13 +46,18 @@ def build_app(url: str):
     from flask_admin.contrib.sqla import ModelView
 
     from app import create_app
-    from models import Record, clock, db
+    from models import Case, Record, clock, db
 
     app = create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False, "CQE_NOW": None})
     clock.pin("2022-03-01 09:00")
     # The baseline: a stock ModelView over the same table, unscoped, default pager, same page size.
     stock = Admin(app, name="stock", url="/stock", endpoint="stock")
     stock.add_view(ModelView(Record, db, endpoint="stock_records", url="/stock/records"))
+
+    class StockCases(ModelView):
+        page_size = 50  # the appeal queue's page size
+
+    stock.add_view(StockCases(Case, db, endpoint="stock_cases", url="/stock/cases"))
     return app
 
 
@@ -145,6 +150,27 @@ def measure_pages(app) -> dict:
     out["list_page_sql"] = metric(statistics.median(in_request), median_ms(page_select),
                                   "the page's own SELECT run alone through the driver")
 
+    # The school auditor's open appeals of one class (filters: class, state), at ~10,000 cases a district.
+    from models import Case, SchoolClass
+
+    with app.app_context():
+        class_id = db.session.execute(
+            sa.select(Case.class_id).join(SchoolClass, SchoolClass.id == Case.class_id)
+            .where(SchoolClass.school_id == sa.select(Case.school_id).order_by(Case.id).limit(1).scalar_subquery(),
+                   Case.state == "open").group_by(Case.class_id).order_by(sa.func.count().desc()).limit(1)
+        ).scalar_one()
+        cases = db.session.execute(sa.select(sa.func.count(Case.id))).scalar_one()
+    auditor = app.test_client()
+    login(auditor, "sc00001_auditor")
+    queue_url = f"/admin/cases/?flt0_1={class_id}&flt1_4=open"
+    assert "办理" in get(auditor, queue_url).get_data(as_text=True)
+    stock_cases = app.test_client()
+    login(stock_cases, "sc00001_auditor")
+    out["appeal_queue"] = metric(median_ms(lambda: get(auditor, queue_url)),
+                                 median_ms(lambda: get(stock_cases, "/stock/cases/")),
+                                 f"stock Flask-Admin ModelView(Case), unscoped, unfiltered, page size 50 "
+                                 f"({cases:,} cases in the database)")
+
     student = app.test_client()
     login(student, "sc00001_student")
     out["student_home"] = metric(median_ms(lambda: get(student, "/admin/")),
@@ -211,7 +237,8 @@ def run_database(kind: str, url_full: str, url_tenth: str, students: int) -> dic
             from models import db
 
             db.engine.dispose()
-    return {"dataset": {"students": students, "records": counts["records"], "database": kind,
+    return {"dataset": {"students": students, "records": counts["records"], "cases": counts["cases"],
+                        "database": kind,
                         "records_per_second": round(counts["records_per_second"]),
                         "seed_seconds": round(counts["seconds"], 1)},
             "metrics": metrics}

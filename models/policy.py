@@ -444,6 +444,8 @@ def check(user: User, action: str, obj, at: datetime | None = None, *, rule: Rul
         # A student appeals on their own data or a classmate's published data (SPEC §6).
         if not obj.student.participates or not report_visible(user, obj.student):
             return Decision(False, "只能对本人或同班同学的公示数据申诉。", 403)
+    elif model is User and not obj.grants:
+        pass  # an account without grants belongs to nobody's data yet; each grant is checked on its own
     elif not any(g.role in rule.roles and contains(g, obj) for g in user.grants):
         if not saved:
             return Decision(False, f"{what}：对象不在您的管理范围内（需要：{_role_names(rule.roles)}）。", 403)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from models import Category, City, District, Profile, Record, RoleGrant, School, SchoolClass, Student, User, db
+from models import Case, Category, City, District, Profile, Record, RoleGrant, School, SchoolClass, Student, User, db
 from models.clock import now as clock_now
 from seed import shanghai
 from seed.demo import PASSWORD
@@ -26,6 +26,19 @@ CLASS_SIZE = 30
 SUBJECTS = ["语文", "数学", "英语", "道德与法治", "历史", "地理", "物理", "化学", "生命科学", "信息科技", "音乐", "美术"]
 RECORD_COLUMNS = ("term_id", "category_id", "student_id", "school_id", "origin", "entered_by_id", "state", "data",
                   "version_id", "created_at", "updated_at")
+CASE_COLUMNS = ("term_id", "flow", "kind", "student_id", "record_id", "category_id", "school_id", "class_id",
+                "district_id", "handler_level", "corrector_level", "description", "state", "handler_note",
+                "corrector_note", "due_at", "version_id", "created_at", "updated_at")
+STUDENTS_PER_CASE = 5  # 10,000 appeal and problem cases in a district of 50,000 students
+# Where a term stands after publication: most records confirmed, some rejected and corrected or not.
+CLERK_STATES = (("confirmed", 85), ("entered", 6), ("rejected", 3), ("corrected", 4), ("problem", 2))
+STUDENT_STATES = (("final", 80), ("draft", 10), ("submitted", 5), ("reviewed", 5))
+CASE_STATES = (("open", 40), ("accepted", 20), ("corrected", 15), ("closed", 15), ("dismissed", 10))
+ROUTE = {"school": (2, "school", "school"), "student": (2, "school", "student"), "district": (3, "district", "district")}
+
+
+def _weighted(rng: random.Random, table) -> str:
+    return rng.choices([s for s, _ in table], weights=[w for _, w in table])[0]
 
 
 _JSON: dict = {}
@@ -84,6 +97,32 @@ def _bulk(conn, table: sa.Table, columns: tuple[str, ...], rows: list[tuple]) ->
     conn.exec_driver_sql(f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({marks})", rows)
 
 
+def _seed_cases(conn, rng: random.Random, term, district_id: int, school_id: int, student_ids: list[int],
+                class_ids: list[int], stamp) -> int:
+    """Appeals on one published record of every fifth student (problem data for problem records)."""
+    chosen = {sid: cid for sid, cid in list(zip(student_ids, class_ids, strict=True))[::STUDENTS_PER_CASE]}
+    if not chosen:
+        return 0
+    picked = {}
+    for rid, sid, cat, origin, state in conn.execute(
+            sa.select(Record.id, Record.student_id, Record.category_id, Record.origin, Record.state)
+            .where(Record.school_id == school_id, Record.student_id.in_(list(chosen)),
+                   Record.state.in_(("confirmed", "corrected", "final", "problem")))):
+        picked.setdefault(sid, []).append((rid, cat, origin, state))
+    due = term.cohorts[0].window("issue_handling").ends_at.replace(tzinfo=None)
+    if conn.dialect.name == "sqlite":
+        due = due.strftime("%Y-%m-%d %H:%M:%S.%f")
+    rows = []
+    for sid, options in picked.items():
+        rid, cat, origin, state = rng.choice(options)
+        flow, handler, corrector = (1, "district", "school") if state == "problem" else ROUTE[origin]
+        rows.append((term.id, flow, "problem" if flow == 1 else rng.choice(("error", "extra")), sid, rid, cat,
+                     school_id, chosen[sid], district_id, handler, corrector, "成绩录入有误，请核实",
+                     _weighted(rng, CASE_STATES), "", "", due, 1, stamp, stamp))
+    _bulk(conn, Case.__table__, CASE_COLUMNS, rows)
+    return len(rows)
+
+
 def seed_scale(students: int, seed: int = 1, progress: Callable[[int], None] | None = None) -> dict:
     """Seed ``students`` students (one district per 50,000); returns counts and records per second."""
     rng = random.Random(seed)
@@ -101,7 +140,7 @@ def seed_scale(students: int, seed: int = 1, progress: Callable[[int], None] | N
         db.session.add(city)
     n_districts = max(1, -(-students // STUDENTS_PER_DISTRICT))
     per_school = 4 * CLASSES_PER_GRADE * CLASS_SIZE
-    remaining, school_no, student_no, record_count = students, 0, 0, 0
+    remaining, school_no, student_no, record_count, case_count = students, 0, 0, 0, 0
     conn = db.session.connection()
     stamp = clock_now().replace(tzinfo=None)
     if conn.dialect.name == "sqlite":
@@ -147,6 +186,12 @@ def seed_scale(students: int, seed: int = 1, progress: Callable[[int], None] | N
                 grades.append(grade)
             student_ids = db.session.execute(
                 sa.insert(Student).returning(Student.id, sort_by_parameter_order=True), student_rows).scalars().all()
+            # the school's auditor, for the benchmark's appeal queue
+            auditor = db.session.execute(sa.insert(User).returning(User.id), [{
+                "username": f"sc{school_no:05d}_auditor", "display_name": "校级审核员",
+                "password_hash": password_hash, "active": True}]).scalar_one()
+            db.session.execute(sa.insert(RoleGrant), [{"user_id": auditor, "role": "school_auditor",
+                                                        "school_id": school_id}])
             # one account for the school's first student, for the benchmark's student home page
             stu_user = db.session.execute(sa.insert(User).returning(User.id), [{
                 "username": f"sc{school_no:05d}_student", "display_name": student_rows[0]["name"],
@@ -158,14 +203,18 @@ def seed_scale(students: int, seed: int = 1, progress: Callable[[int], None] | N
                 for code, origin, data in _records_for(rng, cats, grade):
                     entered_by = clerk_ids[school_id] if origin == "school" else (
                         district_clerk if origin == "district" else None)
-                    rows.append((term.id, cats[code][0], sid, school_id, origin, entered_by,
-                                 "draft" if origin == "student" else "entered", data, 1, stamp, stamp))
+                    state = _weighted(rng, STUDENT_STATES if origin == "student" else CLERK_STATES)
+                    rows.append((term.id, cats[code][0], sid, school_id, origin, entered_by, state, data, 1,
+                                 stamp, stamp))
             _bulk(conn, Record.__table__, RECORD_COLUMNS, rows)
             record_count += len(rows)
+            case_count += _seed_cases(conn, rng, term, district.id, school_id, student_ids,
+                                      [r["class_id"] for r in student_rows], stamp)
             made += size
             if progress:
                 progress(size)
     db.session.flush()
     elapsed = time.perf_counter() - started
-    return {"students": students, "records": record_count, "districts": n_districts, "schools": school_no,
+    return {"students": students, "records": record_count, "cases": case_count, "districts": n_districts,
+            "schools": school_no,
             "seconds": elapsed, "records_per_second": record_count / elapsed if elapsed else 0.0}

@@ -133,3 +133,21 @@ def test_school_admin_home_says_what_waits(client, login_as, at):
     assert "已填写 4/4 类联系人" in html
     at("2022-03-14 08:00")
     assert "预确认开放至" not in client.get("/admin/").get_data(as_text=True)
+
+
+def test_district_admin_creates_an_account_that_can_log_in(client, login_as):
+    token = login_as("admin")
+    page = client.get("/admin/users/new/").get_data(as_text=True)
+    assert 'name="new_password"' in page
+    resp = client.post("/admin/users/new/", data={"csrf_token": token, "username": "new_clerk",
+                                                  "display_name": "新录入员", "active": "y"})
+    assert resp.status_code == 200 and "新账号必须设置密码" in resp.get_data(as_text=True)
+    resp = client.post("/admin/users/new/", data={"csrf_token": token, "username": "new_clerk",
+                                                  "display_name": "新录入员", "active": "y",
+                                                  "new_password": "a-long-password"})
+    assert resp.status_code == 302
+    user = _user("new_clerk")
+    assert user.check_password("a-long-password") and "a-long-password" not in user.password_hash
+    event = db.session.execute(sa.select(AuditEvent).where(AuditEvent.object_type == "User",
+                                                           AuditEvent.object_id == str(user.id))).scalars().first()
+    assert "a-long-password" not in str(event.after)

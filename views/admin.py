@@ -198,12 +198,14 @@ class UserView(ScopedModelView):
     column_formatters = {"last_login_at": _local_time,
                          "grants": lambda v, c, m, n: "；".join(str(g) for g in m.grants)}
     column_searchable_list = ["username", "display_name"]
-    form_columns = ["username", "display_name", "active"]
+    form_columns = ["username", "display_name", "active", "new_password"]  # an extra field must be listed too
     form_extra_fields = {"new_password": wf.PasswordField("新密码", validators=[v.Optional(), v.Length(min=8, message="密码至少8位")])}
     can_export = False
     can_view_details = False
 
     def on_model_change(self, form, model, is_created):
+        # populate_obj copied the plain password onto the object: keep only its hash
+        vars(model).pop("new_password", None)
         if form.new_password.data:
             model.set_password(form.new_password.data)
         elif is_created:
