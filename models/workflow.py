@@ -630,20 +630,26 @@ def _cohort_records(cohort, *where):
         sa.select(Student.id).where(Student.class_id.in_(grades))), *where)
 
 
-def _audit_records(where, action: str, reason: str, before: dict, after: dict, at: datetime) -> None:
-    """One history row per record the set-based change touches, inserted before the change."""
-    cols = ["at", "actor_id", "actor_name", "ip", "object_type", "object_id", "district_id", "school_id",
-            "action", "reason", "before", "after"]
-    select = (
-        sa.select(
-            sa.literal(at, UTCDateTime()), sa.null(), sa.literal("系统"), sa.literal(""), sa.literal("Record"),
-            sa.cast(Record.id, sa.String), School.district_id, Record.school_id, sa.literal(action),
-            sa.literal(reason), sa.literal(before, JSONType), sa.literal(after, JSONType),
-        )
-        .select_from(Record).join(School, School.id == Record.school_id)
-        .where(where)
-    )
-    db.session.execute(sa.insert(AuditEvent).from_select(cols, select))
+AUDIT_COLUMNS = ["at", "actor_id", "actor_name", "ip", "object_type", "object_id", "district_id", "school_id",
+                 "action", "reason", "before", "after"]
+
+
+def _system_events(object_type: str, ident, district_id, school_id, action: str, reason: str, before, after,
+                   at: datetime) -> list:
+    """The select list of one history row per object that a set-based change by the system touches."""
+    return [sa.literal(at, UTCDateTime()), sa.null(), sa.literal("系统"), sa.literal(""), sa.literal(object_type),
+            sa.cast(ident, sa.String), district_id, school_id, sa.literal(action), sa.literal(reason),
+            sa.null() if before is None else sa.literal(before, JSONType), sa.literal(after, JSONType)]
+
+
+def _move_records(where, action: str, reason: str, source: str, target: str, at: datetime) -> int:
+    """Set-based state change of records, each with its history row written first, in one transaction."""
+    db.session.execute(sa.insert(AuditEvent).from_select(AUDIT_COLUMNS, sa.select(*_system_events(
+        "Record", Record.id, School.district_id, Record.school_id, action, reason, {"state": source},
+        {"state": target}, at)).select_from(Record).join(School, School.id == Record.school_id).where(where)))
+    return db.session.execute(sa.update(Record).where(where).values(
+        state=target, version_id=Record.version_id + 1, updated_at=at).execution_options(
+        synchronize_session=False)).rowcount
 
 
 def _window_closed(cohort, phase: str, at: datetime) -> None:
@@ -660,11 +666,7 @@ def auto_confirm(cohort_id: int, *, at: datetime | None = None) -> int:
     try:
         _window_closed(cohort, "confirmation", at)
         where = _cohort_records(cohort, Record.state == "entered", Record.origin.in_(CLERK_ORIGINS))
-        _audit_records(where, "auto_confirm", "确认期结束，逾期未确认，系统默认通过", {"state": "entered"},
-                       {"state": "confirmed"}, at)
-        n = db.session.execute(sa.update(Record).where(where).values(
-            state="confirmed", version_id=Record.version_id + 1, updated_at=at).execution_options(
-            synchronize_session=False)).rowcount
+        n = _move_records(where, "auto_confirm", "确认期结束，逾期未确认，系统默认通过", "entered", "confirmed", at)
         db.session.commit()
         return n
     except WorkflowError as exc:
@@ -696,19 +698,12 @@ def escalate_problem_data(cohort_id: int, *, at: datetime | None = None) -> int:
             .join(School, School.id == Record.school_id).where(where)
         )
         db.session.execute(sa.insert(Case).from_select(cols, select))
-        case_cols = ["at", "actor_id", "actor_name", "ip", "object_type", "object_id", "district_id", "school_id",
-                     "action", "reason", "before", "after"]
-        db.session.execute(sa.insert(AuditEvent).from_select(case_cols, sa.select(
-            sa.literal(at, UTCDateTime()), sa.null(), sa.literal("系统"), sa.literal(""), sa.literal("Case"),
-            sa.cast(Case.id, sa.String), Case.district_id, Case.school_id, sa.literal("escalate"),
-            sa.literal("确认不通过的数据逾期未修改，系统升级为问题数据"), sa.null(),
-            sa.literal({"state": "open", "flow": flow}, JSONType),
-        ).where(Case.flow == flow, Case.record_id.in_(sa.select(Record.id).where(where)))))
-        _audit_records(where, "escalate", "确认不通过的数据逾期未修改，升级为问题数据", {"state": "rejected"},
-                       {"state": "problem"}, at)
-        n = db.session.execute(sa.update(Record).where(where).values(
-            state="problem", version_id=Record.version_id + 1, updated_at=at).execution_options(
-            synchronize_session=False)).rowcount
+        reason = "确认不通过的数据逾期未修改，升级为问题数据"
+        db.session.execute(sa.insert(AuditEvent).from_select(AUDIT_COLUMNS, sa.select(*_system_events(
+            "Case", Case.id, Case.district_id, Case.school_id, "escalate", reason, None,
+            {"state": "open", "flow": flow}, at)).where(Case.flow == flow,
+                                                        Case.record_id.in_(sa.select(Record.id).where(where)))))
+        n = _move_records(where, "escalate", reason, "rejected", "problem", at)
         db.session.commit()
         return n
     except WorkflowError as exc:

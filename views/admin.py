@@ -29,7 +29,7 @@ from models.records import Record
 from models.roles import ROLES
 from seed import shanghai
 from views.actions import perform
-from views.base import ScopedAjaxLoader, ScopedModelView
+from views.base import ReadOnly, ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.home import home_context
 from views.i18n import _l, localized
@@ -323,7 +323,7 @@ def _changes(values: dict | None) -> Markup:
     return Markup("<br>").join(lines)
 
 
-class AuditView(ScopedModelView):
+class AuditView(ReadOnly, ScopedModelView):
     column_list = ["at", "actor_name", "ip", "object_type", "object_id", "action", "before", "after", "reason"]
     column_labels = {"at": _l("时间"), "actor_name": _l("操作人"), "ip": _l("来源IP"), "object_type": _l("对象类型"),
                      "object_id": _l("对象ID"), "action": _l("操作"), "before": _l("修改前"), "after": _l("修改后"), "reason": _l("原因")}
@@ -337,18 +337,6 @@ class AuditView(ScopedModelView):
     column_default_sort = ("id", True)
     column_filters = ["object_type", "action", "actor_name", "object_id"]
     column_searchable_list = ["actor_name", "object_id"]
-
-    @property
-    def can_create(self):
-        return False
-
-    @property
-    def can_edit(self):
-        return False
-
-    @property
-    def can_delete(self):
-        return False
 
 
 def init_admin(app) -> Admin:

@@ -68,6 +68,22 @@ class ScopedAjaxLoader(CurrentSession, QueryAjaxModelLoader):
             return self.get_query().filter(pk_col == pk).one_or_none()
 
 
+class ReadOnly:
+    """A view that lists and shows but never creates, edits or deletes (queues, history)."""
+
+    @property
+    def can_create(self):
+        return False
+
+    @property
+    def can_edit(self):
+        return False
+
+    @property
+    def can_delete(self):
+        return False
+
+
 class ScopedModelView(CurrentSession, ModelView):
     form_base_class = CQEForm
     page_size = 20

@@ -84,7 +84,8 @@ def _count(stmt, wide: bool = False) -> int:
     return value
 
 
-def _queue_counts(user: User, roles: set, records_in_scope, counts: list, waiting: list, at) -> None:
+def _queue_counts(user: User, roles: set, records_in_scope, counts: list, waiting: list, at,
+                  open_phases: set) -> None:
     """What waits in the user's queues (SPEC §5–§6): cases to handle or audit, rejected records to
     correct, entries to review, records to confirm."""
     cases = sa.select(sa.func.count(Case.id)).where(policy.scope(user, Case))
@@ -101,7 +102,7 @@ def _queue_counts(user: User, roles: set, records_in_scope, counts: list, waitin
         rejected = _count(records_in_scope.where(Record.state == "rejected", Record.origin.in_(levels)))
         to_fix = _count(cases.where(Case.state == "accepted"))
         counts += [(_("确认不通过待修改"), rejected), (_("申诉待修改"), to_fix)]
-        if rejected:
+        if rejected and "correction" in open_phases:
             waiting.append(_("学生确认不通过的记录 %(n)s 条，须在修改截止前完成修改。", n=rejected))
         if to_fix:
             waiting.append(_("已受理的申诉或问题数据 %(n)s 件等待您修改。", n=to_fix))
@@ -111,7 +112,7 @@ def _queue_counts(user: User, roles: set, records_in_scope, counts: list, waitin
         if to_review:
             waiting.append(_("本班学生提交的填报 %(n)s 条等待您审阅。", n=to_review))
     if "student" in roles:
-        to_confirm = _count(records_in_scope.where(Record.state == "entered"))
+        to_confirm = _count(records_in_scope.where(Record.state == "entered")) if "confirmation" in open_phases else 0
         reviewed = _count(records_in_scope.where(Record.state == "reviewed"))
         if to_confirm:
             waiting.append(_("有 %(n)s 条记录等待您确认（确认期内未操作的，期满默认通过）。", n=to_confirm))
@@ -169,7 +170,8 @@ def home_context(user: User) -> dict:
             else:
                 waiting.append(_("您有 %(n)s 条自填记录尚在草稿中，须在公示开始前完成。", n=drafts))
 
-    _queue_counts(user, roles, records_in_scope, counts, waiting, at)
+    open_phases = {w.phase for c in cohorts for w in c.windows if w.is_open(at)}
+    _queue_counts(user, roles, records_in_scope, counts, waiting, at, open_phases)
 
     own = []
     if roles & {"student", "parent"}:

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from flask import flash, has_request_context, redirect, render_template, request, url_for
 from flask_admin import expose
 from flask_admin.actions import action
-from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual
+from flask_admin.contrib.sqla.filters import BaseSQLAFilter, FilterEqual, IntEqualFilter
 from flask_babel import gettext
 from flask_login import current_user
 from markupsafe import Markup, escape
@@ -25,7 +25,7 @@ from models.org import School, SchoolClass, Student
 from models.records import RECORD_STATES, Record
 from models.roles import LEVEL_NAMES
 from views.actions import perform
-from views.base import ScopedModelView
+from views.base import ReadOnly, ScopedModelView
 from views.i18n import _l
 
 
@@ -82,7 +82,7 @@ def _case_link(view, context, model, name):
     return Markup(f'<a href="{url_for("cases.show", case_id=model.id)}">#{model.id} {escape(gettext("办理"))}</a>')
 
 
-class CaseView(ScopedModelView):
+class CaseView(ReadOnly, ScopedModelView):
     """申诉与问题数据: each role sees the cases of its level in its scope (policy.scope)."""
 
     list_template = "cqe/cases/list.html"
@@ -113,31 +113,19 @@ class CaseView(ScopedModelView):
         "due_at": lambda v, c, m, n: local(m.due_at).strftime("%Y-%m-%d %H:%M") if m.due_at else "",
     }
     column_filters = [
-        FilterEqual(Case.school_id, _l("学校"), options=_scoped_options(School, lambda s: s.name)),
-        FilterEqual(Case.class_id, _l("班级"), options=_scoped_options(
+        IntEqualFilter(Case.school_id, _l("学校"), options=_scoped_options(School, lambda s: s.name)),
+        IntEqualFilter(Case.class_id, _l("班级"), options=_scoped_options(
             SchoolClass, lambda c: f"{c.school.name} {c.name}")),
-        FilterEqual(Case.category_id, _l("类别"), options=lambda: [
+        IntEqualFilter(Case.category_id, _l("类别"), options=lambda: [
             (str(c.id), c.name) for c in db.session.execute(sa.select(Category).order_by(Category.position)).scalars()
         ] if has_request_context() else []),
-        FilterEqual(Case.flow, _l("流程"), options=[(str(k), v) for k, v in FLOWS.items()]),
+        IntEqualFilter(Case.flow, _l("流程"), options=[(str(k), v) for k, v in FLOWS.items()]),
         FilterEqual(Case.state, _l("状态"), options=list(CASE_STATES.items())),
         FilterEqual(Case.kind, _l("类型"), options=list(APPEAL_KINDS.items())),
         AgeFilter(Case.created_at, _l("提交天数"), options=[("3", "3天"), ("7", "7天"), ("14", "14天")]),
         OverdueFilter(Case.due_at, _l("逾期"), options=[("1", "是"), ("0", "否")]),
     ]
     page_size = 50
-
-    @property
-    def can_create(self):
-        return False
-
-    @property
-    def can_edit(self):
-        return False
-
-    @property
-    def can_delete(self):
-        return False
 
     def _get_filter_groups(self):
         # School and class options come from the user's scope: rebuilt for each request.
@@ -194,7 +182,7 @@ class CaseView(ScopedModelView):
         return self.render("cqe/cases/bulk_dismiss.html", cases=cases, ids=",".join(str(i) for i in clean))
 
 
-class _RecordQueue(ScopedModelView):
+class _RecordQueue(ReadOnly, ScopedModelView):
     column_auto_select_related = False  # get_query loads what the page shows, after LIMIT
     can_view_details = False
     can_export = False
@@ -215,18 +203,6 @@ class _RecordQueue(ScopedModelView):
 
     def is_accessible(self):
         return current_user.is_authenticated and current_user.has_role(*self.roles)
-
-    @property
-    def can_create(self):
-        return False
-
-    @property
-    def can_edit(self):
-        return False
-
-    @property
-    def can_delete(self):
-        return False
 
     def get_query(self):
         return super().get_query().options(selectinload(Record.student).selectinload(Student.school_class),
