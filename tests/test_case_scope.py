@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from conftest import table_fingerprint
 
 from models import Case, Category, Record, User, db, policy
+from settings import parse_instant
 
 ROLES = {
     "district_admin": "admin", "district_clerk": "district_clerk", "district_auditor": "district_auditor",
@@ -142,3 +143,20 @@ def test_record_details_page_shows_its_history(client, login_as, at, session):
                              .order_by(Record.id.desc())).scalars().first()
     html = client.get(f"/admin/records/honour_title/details/?id={rec.id}").get_data(as_text=True)
     assert "处理记录" in html and "历史测试称号" in html and "录入" in html and "127.0.0.1" in html
+
+
+def test_queue_presets_filter_by_state_and_age(client, login_as, at, cases):
+    at("2022-04-01 09:00")
+    case = db.session.get(Case, cases["s1_flow2"])
+    case.state, case.created_at = "open", parse_instant("2022-04-01 09:00")
+    db.session.commit()
+    login_as("s1_auditor")
+    html = client.get("/admin/cases/").get_data(as_text=True)
+    assert "flt0_4=open" in html and "flt0_7=1" in html
+    open_only = client.get("/admin/cases/?flt0_4=open").get_data(as_text=True)
+    assert f'/cases/{cases["s1_flow2"]}"' in open_only and f'/cases/{cases["s1_flow2_student"]}"' not in open_only
+    at("2022-04-09 09:00")  # filed at 04-01: more than a week old
+    old = client.get("/admin/cases/?flt0_6=7").get_data(as_text=True)
+    assert f'/cases/{cases["s1_flow2"]}"' in old
+    at("2022-04-05 09:00")
+    assert f'/cases/{cases["s1_flow2"]}"' not in client.get("/admin/cases/?flt0_6=7").get_data(as_text=True)
