@@ -181,11 +181,11 @@ def _unpinned_clock():
 @pytest.fixture(autouse=True)
 def _fresh_count_cache():
     """Cached district-wide counts must not outlive the rolled-back data of one test."""
-    from views import home
+    from views import counts
 
-    home._counts.clear()
+    counts._counts.clear()
     yield
-    home._counts.clear()
+    counts._counts.clear()
 
 
 class _TestSession(scoped_session):

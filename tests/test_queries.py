@@ -59,3 +59,31 @@ def test_list_page_statement_count_is_constant(client, login_as, at, code):
         html = client.get(url).get_data(as_text=True)
     assert html.count('class="col-klass"') > 90
     assert len(many) == len(few), (len(few), len(many))
+
+
+def _listed(html: str) -> int:
+    import re
+
+    return int(re.search(r"(?:列表|List)\s*\((\d+)\)", html).group(1))
+
+
+def test_district_wide_list_reuses_its_count(client, login_as, at):
+    """A district-wide list does not count the district's records on every request: its count is reused
+    for a while (views/counts.py); a school's list counts on each request."""
+    at("2022-03-01 09:00")
+    login_as("admin")
+    first = _listed(client.get("/admin/records/sports/").get_data(as_text=True))
+    with statements() as seen:
+        again = _listed(client.get("/admin/records/sports/").get_data(as_text=True))
+    assert again == first and not [s for s in seen if "count(" in s.lower() and "FROM records" in s]
+    _add_rows("sports", 3)
+    assert _listed(client.get("/admin/records/sports/").get_data(as_text=True)) == first  # reused
+    login_as("s1_clerk")
+    with statements() as seen:
+        school = _listed(client.get("/admin/records/sports/").get_data(as_text=True))
+    assert [s for s in seen if "count(" in s.lower() and "records" in s]
+    from views import counts
+
+    counts._counts.clear()
+    login_as("admin")
+    assert _listed(client.get("/admin/records/sports/").get_data(as_text=True)) == first + 3 > school

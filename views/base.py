@@ -142,7 +142,12 @@ class ScopedModelView(CurrentSession, ModelView):
     def get_count_query(self):
         from sqlalchemy import func
 
-        query = db.session.query(func.count("*")).select_from(self.model).filter(policy.scope(current_user, self.model))
+        from views.counts import CachedCountQuery, is_wide
+
+        # District- and city-wide lists reuse their row count for a while instead of counting millions each time.
+        query = (CachedCountQuery([func.count("*")], session=db.session()) if is_wide(current_user)
+                 else db.session.query(func.count("*")))
+        query = query.select_from(self.model).filter(policy.scope(current_user, self.model))
         extra = self.scope_filter()
         return query.filter(extra) if extra is not None else query
 

@@ -1,7 +1,6 @@
 """What a user's home page says: current phase and time left for their cohorts, what waits, counts."""
 from __future__ import annotations
 
-import time
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -19,6 +18,7 @@ from models.fields import display_value
 from models.org import NON_PARTICIPANT_STATUSES, School, Student
 from models.records import RECORD_STATES, Record
 from models.roles import ROLES
+from views.counts import count
 from views.i18n import pick
 
 
@@ -63,44 +63,27 @@ def cohort_status(cohort: Cohort, at: datetime) -> dict:
     return {"cohort": cohort, "open": open_now, "upcoming": upcoming}
 
 
-COUNT_TTL = 120  # seconds a district- or city-wide count may be reused
-_counts: dict = {}
-
-
 def _count(stmt, wide: bool = False) -> int:
-    """A count; district- and city-wide ones (millions of rows) are reused for COUNT_TTL seconds."""
-    if not wide:
-        return db.session.execute(stmt).scalar_one()
-    compiled = stmt.compile(db.engine)
-    key = (str(compiled), tuple(sorted((k, repr(v)) for k, v in compiled.params.items())))
-    at = time.monotonic()
-    hit = _counts.get(key)
-    if hit and hit[0] > at:
-        return hit[1]
-    value = db.session.execute(stmt).scalar_one()
-    _counts[key] = (at + COUNT_TTL, value)
-    if len(_counts) > 10_000:
-        _counts.clear()
-    return value
+    return count(stmt, wide)
 
 
 def _queue_counts(user: User, roles: set, records_in_scope, counts: list, waiting: list, at,
-                  open_phases: set) -> None:
+                  open_phases: set, wide: bool) -> None:
     """What waits in the user's queues (SPEC §5–§6): cases to handle or audit, rejected records to
     correct, entries to review, records to confirm."""
     cases = sa.select(sa.func.count(Case.id)).where(policy.scope(user, Case))
     if roles & {"school_auditor", "district_auditor", "city_auditor"}:
-        to_handle = _count(cases.where(Case.state == "open"))
-        to_audit = _count(cases.where(Case.state == "corrected"))
-        overdue = _count(cases.where(Case.state.in_(OPEN_CASE_STATES), Case.due_at <= at))
+        to_handle = _count(cases.where(Case.state == "open"), wide)
+        to_audit = _count(cases.where(Case.state == "corrected"), wide)
+        overdue = _count(cases.where(Case.state.in_(OPEN_CASE_STATES), Case.due_at <= at), wide)
         counts += [(_("待处理申诉"), to_handle), (_("待审核修改"), to_audit), (_("逾期未办结"), overdue)]
         if to_handle or to_audit:
             waiting.append(_("申诉与问题数据：%(h)s 件待处理，%(a)s 件待审核。", h=to_handle, a=to_audit))
     if roles & {"school_clerk", "district_clerk", "city_clerk"}:
         levels = [lvl for lvl, role in (("school", "school_clerk"), ("district", "district_clerk"),
                                         ("city", "city_clerk")) if role in roles]
-        rejected = _count(records_in_scope.where(Record.state == "rejected", Record.origin.in_(levels)))
-        to_fix = _count(cases.where(Case.state == "accepted"))
+        rejected = _count(records_in_scope.where(Record.state == "rejected", Record.origin.in_(levels)), wide)
+        to_fix = _count(cases.where(Case.state == "accepted"), wide)
         counts += [(_("确认不通过待修改"), rejected), (_("申诉待修改"), to_fix)]
         if rejected and "correction" in open_phases:
             waiting.append(_("学生确认不通过的记录 %(n)s 条，须在修改截止前完成修改。", n=rejected))
@@ -171,7 +154,7 @@ def home_context(user: User) -> dict:
                 waiting.append(_("您有 %(n)s 条自填记录尚在草稿中，须在公示开始前完成。", n=drafts))
 
     open_phases = {w.phase for c in cohorts for w in c.windows if w.is_open(at)}
-    _queue_counts(user, roles, records_in_scope, counts, waiting, at, open_phases)
+    _queue_counts(user, roles, records_in_scope, counts, waiting, at, open_phases, wide)
 
     own = []
     if roles & {"student", "parent"}:
