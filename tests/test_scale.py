@@ -29,3 +29,18 @@ def test_seed_scale_rows_are_valid_and_within_limits(session):
     for (_, cat_id), n in per.items():
         limit = cats[cat_id].per_term_limit or cats[cat_id].per_year_limit
         assert limit is None or n <= limit, (cats[cat_id].code, n)
+    # Where a term stands after publication: confirmations, rejections, corrections, and about one case
+    # for every fifth student, each on a record of that student and routed by who entered it.
+    from models import Case
+
+    states = {r.state for r in records}
+    assert {"confirmed", "rejected", "corrected", "final"} <= states
+    cases = db.session.execute(sa.select(Case).where(Case.school_id.in_(schools))).scalars().all()
+    assert len(cases) == counts["cases"] and 40 <= len(cases) <= 50
+    by_id = {r.id: r for r in records}
+    for case in cases:
+        record = by_id[case.record_id]
+        assert record.student_id == case.student_id and case.class_id == record.student.class_id
+        assert (case.flow, case.handler_level) == ((1, "district") if record.state == "problem" else
+                                                   {"school": (2, "school"), "student": (2, "school"),
+                                                    "district": (3, "district")}[record.origin])
