@@ -302,3 +302,38 @@ def test_deadline_command_applies_once_and_not_early(data_app, session, at):
     assert rec.state == "confirmed"
     again = runner.invoke(args=["cqe", "deadline", "auto-confirm", "--district", "bs", "--cohort", "g9"])
     assert "0 records" in again.output
+
+
+def test_extra_record_appeal_removes_the_record_on_approval_only(session, at):
+    at("2022-04-01 09:00")
+    a = _student("s1g9c1n01")
+    rec = _record(a, "honour_title", "confirmed")
+    rec_id = rec.id
+    case = workflow.file_appeal(_user("s1g9c1n02"), a, kind="extra", description="没有这个称号", record=rec)
+    auditor, clerk = _user("s1_auditor"), _user("s1_clerk")
+    workflow.case_action(auditor, case, "accept")
+    assert workflow.proposal_ops(case) == ["edit", "delete"]
+    workflow.case_action(clerk, case, "correct", proposal={"op": "delete"}, reason="确认多录")
+    assert db.session.get(Record, rec_id) is not None  # not yet
+    workflow.case_action(auditor, case, "approve")
+    db.session.expire_all()
+    assert db.session.get(Record, rec_id) is None
+    assert case.state == "closed" and case.record_id is None and case.proposal["record_id"] == rec_id
+    gone = db.session.execute(sa.select(AuditEvent).where(AuditEvent.object_type == "Record",
+                                                          AuditEvent.object_id == str(rec_id),
+                                                          AuditEvent.action == "approve")).scalar_one()
+    assert gone.after is None and gone.before["state"] == "confirmed"
+
+
+def test_correction_is_validated_like_an_entry(session, at):
+    at("2022-04-01 09:00")
+    a = _student("s1g9c1n01")
+    rec = _record(a, "basic_course", "confirmed")
+    case = _case(a, rec, state="accepted")
+    before = table_fingerprint()
+    with pytest.raises(workflow.FieldErrors) as err:
+        workflow.case_action(_user("s1_clerk"), case, "correct",
+                             proposal={"op": "edit", "data": {"subject": "数学", "result": "满分"}})
+    assert "成绩等第" in err.value.message and "不是可选值" in err.value.message
+    db.session.expire_all()
+    assert table_fingerprint() == before
