@@ -389,6 +389,23 @@ def delete_object(user: User, obj, *, at: datetime | None = None) -> None:
         _fail(exc)
 
 
+def check_homeroom_audit_change(school: School) -> None:
+    """团、队等德育活动审核设置 is locked once a student of the school has entered such a record this term
+    (SPEC §4): the categories whose student entries follow the school's setting."""
+    if not sa.inspect(school).attrs.homeroom_audit.history.has_changes():
+        return
+    following = [c.id for c in db.session.execute(sa.select(Category)).scalars()
+                 if any(r.get("review") == "school_setting" for r in c.entry)]
+    locked = db.session.execute(
+        sa.select(Record.id).where(Record.school_id == school.id, Record.origin == "student",
+                                   Record.category_id.in_(following),
+                                   Record.term_id.in_(sa.select(Term.id).where(Term.is_current.is_(True))))
+        .limit(1)
+    ).first()
+    if locked:
+        raise FieldErrors({"homeroom_audit": "班主任审核德育活动：本学期已有学生录入团、队等德育活动记录，该设置已锁定。"})
+
+
 # ---------------------------------------------------------------------------------------------
 # Record actions of students and homeroom teachers (SPEC §3, §5)
 

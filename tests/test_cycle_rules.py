@@ -337,3 +337,23 @@ def test_correction_is_validated_like_an_entry(session, at):
     assert "成绩等第" in err.value.message and "不是可选值" in err.value.message
     db.session.expire_all()
     assert table_fingerprint() == before
+
+
+def test_district_admin_sets_the_appeal_bound(client, login_as, at):
+    at("2022-03-01 09:00")
+    district = db.session.execute(sa.select(District).where(District.code == "bs")).scalar_one()
+    token = login_as("admin")
+    url = f"/admin/districts/edit/?id={district.id}"
+    assert 'value="5"' in client.get(url).get_data(as_text=True)
+    resp = client.post(url, data={"csrf_token": token, "max_open_appeals": "0"})
+    assert resp.status_code == 200 and "须为1至100" in resp.get_data(as_text=True)
+    assert client.post(url, data={"csrf_token": token, "max_open_appeals": "2"}).status_code == 302
+    db.session.expire_all()
+    assert workflow.max_open_appeals(district) == 2 and district.settings["contacts_due"]
+    event = db.session.execute(sa.select(AuditEvent).where(AuditEvent.object_type == "District")
+                               .order_by(AuditEvent.id.desc())).scalars().first()
+    assert event.before["settings"]["max_open_appeals"] == 5 and event.after["settings"]["max_open_appeals"] == 2
+    login_as("s1_admin")
+    assert client.get(url).status_code == 403
+    login_as("zz_clerk")
+    assert client.get(url).status_code == 404

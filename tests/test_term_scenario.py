@@ -283,7 +283,8 @@ def test_full_term_both_cohorts(client, login_as, at, session):
             assert f"/cases/{k.id}\"" not in queue  # other levels' cases
         filtered = auditor.get(f"/admin/cases/?flt0_1={a.class_id}").get_data(as_text=True)
         assert f"/cases/{honour_case.id}\"" in filtered
-        assert "s1g9c1n02" in auditor.get(f"/cases/{honour_case.id}").get_data(as_text=True)  # attributable
+        page = auditor.get(f"/cases/{honour_case.id}").get_data(as_text=True)
+        assert "s1g9c1n02" in page and "处理中的申诉 3 件" in page  # attributable, and the filer's load shown
         auditor.ok(f"/cases/{honour_case.id}/accept", version=honour_case.version_id)
         auditor.ok(f"/cases/{moral_case.id}/accept", version=moral_case.version_id)
         auditor.ok(f"/cases/{missing_case.id}/accept", version=missing_case.version_id)

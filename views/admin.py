@@ -17,14 +17,13 @@ from forms.base import choices
 from models import policy, workflow
 from models.accounts import RoleGrant, User
 from models.audit import AuditEvent
-from models.base import db
 from models.calendar import PhaseWindow, Term
 from models.cases import Case
 from models.catalog import Activity, Category
 from models.clock import local
 from models.contacts import CONTACT_KINDS, Contact
 from models.fields import FieldErrors
-from models.org import GRADE_NAMES, STUDENT_STATUSES, School, SchoolClass, Student
+from models.org import GRADE_NAMES, STUDENT_STATUSES, District, School, SchoolClass, Student
 from models.records import Record
 from models.roles import ROLES
 from seed import shanghai
@@ -75,15 +74,39 @@ class SchoolView(ScopedModelView):
         return form
 
     def on_model_change(self, form, model, is_created):
-        if not is_created and sa.inspect(model).attrs.homeroom_audit.history.has_changes():
-            locked = db.session.execute(
-                sa.select(Record.id).join(Category, Record.category_id == Category.id)
-                .where(Record.school_id == model.id, Record.origin == "student", Category.code == "moral_activity",
-                       Record.term_id.in_(sa.select(Term.id).where(Term.is_current.is_(True))))
-                .limit(1)
-            ).first()
-            if locked:
-                raise FieldErrors({"homeroom_audit": "班主任审核德育活动：本学期已有学生录入团、队等德育活动记录，该设置已锁定。"})
+        if not is_created:
+            workflow.check_homeroom_audit_change(model)
+
+
+class DistrictView(ScopedModelView):
+    """区设置: the district's own settings, kept in ``District.settings`` and audited like any change."""
+
+    column_list = ["code", "name", "max_open_appeals"]
+    column_labels = {"code": _l("区代码"), "name": _l("区"), "max_open_appeals": _l("每名学生同时处理中的申诉上限")}
+    column_formatters = {"max_open_appeals": lambda v, c, m, n: workflow.max_open_appeals(m)}
+    form_columns = ["max_open_appeals"]
+    form_extra_fields = {"max_open_appeals": wf.IntegerField(
+        "每名学生同时处理中的申诉上限", validators=[v.InputRequired(message="必填"),
+                                      v.NumberRange(1, 100, message="须为1至100")])}
+    can_export = False
+
+    @property
+    def can_create(self):
+        return False
+
+    @property
+    def can_delete(self):
+        return False
+
+    def edit_form(self, obj=None):
+        form = super().edit_form(obj)
+        if obj is not None and not form.is_submitted():
+            form.max_open_appeals.data = workflow.max_open_appeals(obj)
+        return form
+
+    def on_model_change(self, form, model, is_created):
+        vars(model).pop("max_open_appeals", None)  # copied by populate_obj; the value lives in settings
+        model.settings = {**(model.settings or {}), "max_open_appeals": form.max_open_appeals.data}
 
 
 class ClassView(ScopedModelView):
@@ -361,6 +384,7 @@ def init_admin(app) -> Admin:
     admin.add_view(ActivityView(Activity, name=_l("团、队等德育活动项目管理"), category=_l("项目管理"), endpoint="activities"))
     admin.add_view(StudentView(Student, name=_l("学生名册"), category=_l("学生信息"), endpoint="students"))
     admin.add_view(PreconfirmView(Student, name=_l("预确认"), category=_l("学生信息"), endpoint="preconfirm"))
+    admin.add_view(DistrictView(District, name=_l("区设置"), category=_l("学校与班级"), endpoint="districts"))
     admin.add_view(SchoolView(School, name=_l("学校"), category=_l("学校与班级"), endpoint="schools"))
     admin.add_view(ClassView(SchoolClass, name=_l("班级"), category=_l("学校与班级"), endpoint="classes"))
     admin.add_view(ContactView(Contact, name=_l("联系信息表"), category=_l("学校与班级"), endpoint="contacts"))

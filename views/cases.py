@@ -89,13 +89,23 @@ def _render_case(case: Case, form=None):
         events += [dict(e, on=_("记录")) for e in history("Record", case.record_id)]
         events.sort(key=lambda e: e["at"])
     proposal = case.proposal or {}
+    filer_open = None
+    if staff and case.filed_by_id is not None:
+        # Appeals are attributable and bounded: the handler sees how many the filer has open.
+        import sqlalchemy as sa
+
+        from models.base import db
+        from models.cases import OPEN_CASE_STATES
+
+        filer_open = db.session.execute(sa.select(sa.func.count(Case.id)).where(
+            Case.filed_by_id == case.filed_by_id, Case.state.in_(OPEN_CASE_STATES))).scalar_one()
     return render_page(
         "cqe/cases/show.html", case=case, actions=actions, staff=staff, form=form,
         state=CASE_STATES.get(case.state, case.state), overdue=case.overdue(now()),
         record_fields=_fields(case.category, case.record.data) if case.record is not None else None,
         proposal_fields=_fields(case.category, proposal.get("data")) if proposal.get("data") else None,
         proposal_op=OP_NAMES.get(proposal.get("op"), ""), ops=[(o, OP_NAMES[o]) for o in workflow.proposal_ops(case)],
-        events=events, level_names=LEVEL_NAMES, local=local,
+        events=events, level_names=LEVEL_NAMES, local=local, filer_open=filer_open,
     )
 
 
