@@ -104,7 +104,7 @@ class CategoryView(ScopedModelView):
     def scope_filter(self):
         return sa.and_(
             Record.category_id == self.record_category.id,
-            Record.term_id.in_(sa.select(Term.id).where(Term.is_current.is_(True))),
+            Record.term_id.in_(policy.current_term_ids(current_user)),
         )
 
     def get_query(self):

@@ -16,7 +16,6 @@ from sqlalchemy.orm import selectinload
 
 from models import policy, workflow
 from models.base import db
-from models.calendar import Term
 from models.cases import APPEAL_KINDS, CASE_STATES, FLOWS, OPEN_CASE_STATES, Case
 from models.catalog import Category
 from models.clock import local, now
@@ -209,7 +208,7 @@ class _RecordQueue(ReadOnly, ScopedModelView):
                                            selectinload(Record.category))
 
     def _current_term(self):
-        return Record.term_id.in_(sa.select(Term.id).where(Term.is_current.is_(True)))
+        return Record.term_id.in_(policy.current_term_ids(current_user))
 
 
 class ReviewQueueView(_RecordQueue):
