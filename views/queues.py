@@ -20,7 +20,7 @@ from models.cases import APPEAL_KINDS, CASE_STATES, FLOWS, OPEN_CASE_STATES, Cas
 from models.catalog import Category
 from models.clock import local, now
 from models.fields import display_value
-from models.org import School, SchoolClass, Student
+from models.org import GRADE_NAMES, School, SchoolClass, Student
 from models.records import RECORD_STATES, Record
 from models.roles import LEVEL_NAMES
 from views.actions import perform
@@ -28,15 +28,32 @@ from views.base import ReadOnly, ScopedModelView
 from views.i18n import _l
 
 
-def _scoped_options(model, label):
-    """Filter options from the user's scope, computed per request (see CaseView._get_filter_groups)."""
+def _school_options():
+    """Schools in the user's scope (computed per request, see CaseView._get_filter_groups)."""
+    if not has_request_context() or not current_user.is_authenticated:
+        return []
+    rows = db.session.execute(sa.select(School.id, School.name).where(policy.scope(current_user, School))
+                              .order_by(School.code)).all()
+    return [(str(i), name) for i, name in rows]
 
-    def options():
-        if not has_request_context() or not current_user.is_authenticated:
-            return []
-        rows = db.session.execute(sa.select(model).where(policy.scope(current_user, model))).scalars().all()
-        return [(str(r.id), label(r)) for r in rows]
-    return options
+
+def _class_options():
+    if not has_request_context() or not current_user.is_authenticated:
+        return []
+    rows = db.session.execute(
+        sa.select(SchoolClass.id, SchoolClass.grade, SchoolClass.number, School.name)
+        .join(School, School.id == SchoolClass.school_id).where(policy.scope(current_user, SchoolClass))
+        .order_by(School.code, SchoolClass.grade, SchoolClass.number)).all()
+    several = len({r[3] for r in rows}) > 1
+    return [(str(i), f"{school} " * several + f"{GRADE_NAMES.get(grade, grade)}({number})班")
+            for i, grade, number, school in rows]
+
+
+def _category_options():
+    if not has_request_context():
+        return []
+    return [(str(i), name) for i, name in db.session.execute(
+        sa.select(Category.id, Category.name).order_by(Category.profile_id, Category.position)).all()]
 
 
 class OverdueFilter(BaseSQLAFilter):
@@ -112,12 +129,9 @@ class CaseView(ReadOnly, ScopedModelView):
         "due_at": lambda v, c, m, n: local(m.due_at).strftime("%Y-%m-%d %H:%M") if m.due_at else "",
     }
     column_filters = [
-        IntEqualFilter(Case.school_id, _l("学校"), options=_scoped_options(School, lambda s: s.name)),
-        IntEqualFilter(Case.class_id, _l("班级"), options=_scoped_options(
-            SchoolClass, lambda c: f"{c.school.name} {c.name}")),
-        IntEqualFilter(Case.category_id, _l("类别"), options=lambda: [
-            (str(c.id), c.name) for c in db.session.execute(sa.select(Category).order_by(Category.position)).scalars()
-        ] if has_request_context() else []),
+        IntEqualFilter(Case.school_id, _l("学校"), options=_school_options),
+        IntEqualFilter(Case.class_id, _l("班级"), options=_class_options),
+        IntEqualFilter(Case.category_id, _l("类别"), options=_category_options),
         IntEqualFilter(Case.flow, _l("流程"), options=[(str(k), v) for k, v in FLOWS.items()]),
         FilterEqual(Case.state, _l("状态"), options=list(CASE_STATES.items())),
         FilterEqual(Case.kind, _l("类型"), options=list(APPEAL_KINDS.items())),
