@@ -346,9 +346,7 @@ def delete_record(user: User, record: Record, *, expected_version: int | None = 
                   at: datetime | None = None) -> None:
     at = at or now()
     try:
-        policy.require(user, "delete", record, at)
-        if expected_version not in (None, "") and int(expected_version) != record.version_id:
-            raise Conflict("该记录已被他人修改，未删除。请刷新后重试。")
+        _require_fresh(user, "delete", record, at, expected_version)
         with acting("delete", ""):
             db.session.delete(record)
             _commit("delete")

@@ -28,17 +28,17 @@ STAFF_ROLES = policy.STAFF
 
 
 def category_row(code: str, profile_code: str) -> Category:
-    """The category's database row, looked up once per request."""
+    """The category's database row; a profile's categories are loaded together, once per request (the
+    menu asks every category view whether the user may use it)."""
     cache = g.setdefault("cqe_categories", {})
-    key = (profile_code, code)
-    if key not in cache:
+    if (profile_code, code) not in cache:
         from models.calendar import Profile
 
-        cache[key] = db.session.execute(
-            sa.select(Category).join(Profile, Category.profile_id == Profile.id)
-            .where(Category.code == code, Profile.code == profile_code)
-        ).scalar_one()
-    return cache[key]
+        for row in db.session.execute(
+            sa.select(Category).join(Profile, Category.profile_id == Profile.id).where(Profile.code == profile_code)
+        ).scalars():
+            cache[(profile_code, row.code)] = row
+    return cache[(profile_code, code)]
 
 
 class CategoryView(ScopedModelView):
