@@ -85,6 +85,7 @@ class ReadOnly:
 
 
 class ScopedModelView(CurrentSession, ModelView):
+    list_template = "cqe/model_list.html"
     form_base_class = CQEForm
     page_size = 20
     can_set_page_size = True
@@ -128,6 +129,54 @@ class ScopedModelView(CurrentSession, ModelView):
     @property
     def can_delete(self):
         return current_user.is_authenticated and policy.can(current_user, "delete", self.model)
+
+    # --- list rendering -----------------------------------------------------------------------
+    def row_actions_html(self, actions, pk, return_url):
+        """The view / edit / delete buttons of one row as Flask-Admin draws them, built from URLs and a
+        CSRF token computed once per request; None (the template's own macros) for any other action."""
+        from flask import g
+        from flask_admin.babel import gettext as admin_gettext
+        from flask_admin.model.template import DeleteRowAction, EditRowAction, ViewRowAction
+        from flask_wtf.csrf import generate_csrf
+        from markupsafe import Markup, escape
+
+        kinds = {ViewRowAction: "view", EditRowAction: "edit", DeleteRowAction: "delete"}
+        if any(type(a) not in kinds for a in actions):
+            return None
+        cache = g.setdefault("cqe_row_actions", {})
+        urls = cache.get(self.endpoint)
+        if urls is None:
+            urls = cache[self.endpoint] = {
+                "view": self.get_url(".details_view"), "edit": self.get_url(".edit_view"),
+                "delete": self.get_url(".delete_view"), "csrf": generate_csrf(),
+                "view_title": admin_gettext("View Record"), "edit_title": admin_gettext("Edit Record"),
+                "delete_title": admin_gettext("Delete Record"),
+                "confirm": admin_gettext("Are you sure you want to delete this record?"),
+            }
+        from urllib.parse import urlencode
+
+        query = urlencode({"id": pk, "url": return_url})
+        out = []
+        for row_action in actions:
+            kind = kinds[type(row_action)]
+            if kind == "view":
+                out.append(f'<a class="icon" href="{escape(urls["view"])}?{escape(query)}" title="'
+                           f'{escape(urls["view_title"])}"><span class="fa fa-eye glyphicon glyphicon-eye-open">'
+                           "</span></a>")
+            elif kind == "edit":
+                out.append(f'<a class="icon" href="{escape(urls["edit"])}?{escape(query)}" title="'
+                           f'{escape(urls["edit_title"])}"><span class="fa fa-pencil glyphicon glyphicon-pencil">'
+                           "</span></a>")
+            else:
+                out.append(
+                    f'<form class="icon" method="POST" action="{escape(urls["delete"])}">'
+                    f'<input id="id" name="id" type="hidden" value="{escape(pk)}">'
+                    f'<input id="url" name="url" type="hidden" value="{escape(return_url)}">'
+                    f'<input type="hidden" name="csrf_token" value="{escape(urls["csrf"])}"/>'
+                    f'<button onclick="return faHelpers.safeConfirm(\'{escape(urls["confirm"])}\');" '
+                    f'title="{escape(urls["delete_title"])}"><span class="fa fa-trash glyphicon glyphicon-trash">'
+                    "</span></button></form>")
+        return Markup("".join(out))
 
     # --- scoped queries -----------------------------------------------------------------------
     def scope_filter(self):
