@@ -110,7 +110,7 @@ class CategoryView(ScopedModelView):
     def get_query(self):
         # selectinload: the page's 20 rows fetch their students in one more query, after LIMIT (a join would
         # run before ORDER BY … LIMIT over every row in scope).
-        return super().get_query().options(selectinload(Record.student).selectinload(Student.school_class))
+        return super().get_query().options(selectinload(Record.student).joinedload(Student.school_class))
 
     def get_list(self, *args, **kwargs):
         count, rows = super().get_list(*args, **kwargs)

@@ -218,7 +218,7 @@ class _RecordQueue(ReadOnly, ScopedModelView):
         return current_user.is_authenticated and current_user.has_role(*self.roles)
 
     def get_query(self):
-        return super().get_query().options(selectinload(Record.student).selectinload(Student.school_class),
+        return super().get_query().options(selectinload(Record.student).joinedload(Student.school_class),
                                            selectinload(Record.category))
 
     def _current_term(self):
