@@ -294,3 +294,21 @@ def table_fingerprint() -> dict:
         digest = hashlib.sha1(repr([tuple(r) for r in rows]).encode()).hexdigest()
         result[table.name] = (len(rows), digest)
     return result
+
+
+def user(username: str):
+    """A demo account by username."""
+    from models import User
+
+    return db.session.execute(sa.select(User).where(User.username == username)).scalar_one()
+
+
+def student_of(username: str):
+    """The student a student (or parent) account acts for."""
+    return user(username).grants[0].student
+
+
+def category(code: str):
+    from models import Category
+
+    return db.session.execute(sa.select(Category).where(Category.code == code)).scalar_one()

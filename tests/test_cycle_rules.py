@@ -7,23 +7,14 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
+from conftest import category as _cat
+from conftest import student_of as _student
 from conftest import table_fingerprint
+from conftest import user as _user
 
-from models import AuditEvent, Case, Category, Cohort, District, PhaseWindow, Record, Term, User, db, policy, workflow
+from models import AuditEvent, Case, Cohort, District, PhaseWindow, Record, Term, db, policy, workflow
 from models.clock import now
 from settings import parse_instant
-
-
-def _user(name):
-    return db.session.execute(sa.select(User).where(User.username == name)).scalar_one()
-
-
-def _student(username):
-    return _user(username).grants[0].student
-
-
-def _cat(code):
-    return db.session.execute(sa.select(Category).where(Category.code == code)).scalar_one()
 
 
 def _record(student, code, state, origin=None):

@@ -9,24 +9,14 @@ Students: A = s1g9c1n01 and B = s1g9c1n02 (grade 9, same class); C = s1g7c1n01 (
 from __future__ import annotations
 
 import sqlalchemy as sa
+from conftest import category as _cat
+from conftest import student_of as _student
 
-from models import AuditEvent, Case, Category, Cohort, District, Record, Term, User, db, workflow
+from models import AuditEvent, Case, Cohort, District, Record, Term, User, db, workflow
 
 HONOUR = {"title": "区三好学生", "level": "区级", "issuer": "宝山区教育局", "awarded_on": "2022-01-10"}
 COURSE = {"subject": "数学", "result": "优秀"}
 EXTENDED = {"course": "机器人编程", "hours": "32", "result": "良好"}
-
-
-def _user(name):
-    return db.session.execute(sa.select(User).where(User.username == name)).scalar_one()
-
-
-def _student(username):
-    return _user(username).grants[0].student
-
-
-def _cat(code):
-    return db.session.execute(sa.select(Category).where(Category.code == code)).scalar_one()
 
 
 def _records(student):

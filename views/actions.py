@@ -3,15 +3,16 @@ to an object now (asked of policy, never decided here), and read an object's his
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import abort, flash
+from flask import abort, current_app, flash
 
 from models import policy, workflow
 from models.audit import AuditEvent
 from models.base import db
-from models.cases import Case
+from models.cases import APPEAL_KINDS, CASE_STATES, FLOWS, Case
 from models.clock import local
 from models.fields import FieldErrors
-from models.records import Record
+from models.records import RECORD_STATES, Record
+from models.roles import LEVEL_NAMES
 
 RECORD_ACTIONS = ("confirm", "reject", "submit", "publish", "review", "return")
 CASE_ACTIONS = ("accept", "dismiss", "correct", "approve", "send_back")
@@ -93,10 +94,6 @@ def _changes(before: dict | None, after: dict | None) -> list[tuple[str, str, st
 
 
 def _short(key: str, value) -> str:
-    from models.cases import APPEAL_KINDS, CASE_STATES, FLOWS
-    from models.records import RECORD_STATES
-    from models.roles import LEVEL_NAMES
-
     if value is None:
         return ""
     if key == "state":
@@ -121,8 +118,6 @@ def _short(key: str, value) -> str:
 
 def render_page(template: str, **context):
     """Render a page of a plain blueprint inside the admin layout (menu, language switch, flashes)."""
-    from flask import current_app
-
     admins = current_app.extensions["admin"]
     admin = admins[0] if isinstance(admins, list) else admins
     return admin.index_view.render(template, **context)

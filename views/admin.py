@@ -28,7 +28,7 @@ from models.records import Record
 from models.roles import ROLES
 from seed import shanghai
 from views.actions import perform
-from views.base import ReadOnly, ScopedAjaxLoader, ScopedModelView
+from views.base import EditOnly, ReadOnly, ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.home import home_context
 from views.i18n import _l, localized
@@ -78,7 +78,7 @@ class SchoolView(ScopedModelView):
             workflow.check_homeroom_audit_change(model)
 
 
-class DistrictView(ScopedModelView):
+class DistrictView(EditOnly, ScopedModelView):
     """区设置: the district's own settings, kept in ``District.settings`` and audited like any change."""
 
     column_list = ["code", "name", "max_open_appeals"]
@@ -89,14 +89,6 @@ class DistrictView(ScopedModelView):
         "每名学生同时处理中的申诉上限", validators=[v.InputRequired(message="必填"),
                                       v.NumberRange(1, 100, message="须为1至100")])}
     can_export = False
-
-    @property
-    def can_create(self):
-        return False
-
-    @property
-    def can_delete(self):
-        return False
 
     def edit_form(self, obj=None):
         form = super().edit_form(obj)
@@ -146,7 +138,7 @@ class StudentView(ScopedModelView):
             policy.require(current_user, "preconfirm", model)
 
 
-class PreconfirmView(StudentView):
+class PreconfirmView(EditOnly, StudentView):
     """学生信息 → 预确认: mark students who do not take part (离校/休学/转学)."""
 
     edit_action = "preconfirm"
@@ -155,14 +147,6 @@ class PreconfirmView(StudentView):
 
     def is_accessible(self):
         return current_user.is_authenticated and policy.can(current_user, "preconfirm", Student)
-
-    @property
-    def can_create(self):
-        return False
-
-    @property
-    def can_delete(self):
-        return False
 
     def on_model_change(self, form, model, is_created):
         pass  # the view's edit action is already "preconfirm", checked with its window by the workflow

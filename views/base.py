@@ -84,6 +84,18 @@ class ReadOnly:
         return False
 
 
+class EditOnly:
+    """A view that edits existing objects but never creates or deletes them (settings, pre-confirmation)."""
+
+    @property
+    def can_create(self):
+        return False
+
+    @property
+    def can_delete(self):
+        return False
+
+
 class ScopedModelView(CurrentSession, ModelView):
     list_template = "cqe/model_list.html"
     form_base_class = CQEForm

@@ -2,15 +2,17 @@
 state allows the user now (handle, correct, audit), and the homeroom teacher's review page."""
 from __future__ import annotations
 
+import sqlalchemy as sa
 from flask import Blueprint, abort, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
 from forms.base import PLEASE_CHOOSE, CQEForm, choices
-from forms.category import form_values, record_form_class
+from forms.category import form_object, form_values, record_form_class
 from models import policy, workflow
-from models.cases import CASE_STATES, Case
+from models.base import db
+from models.cases import CASE_STATES, OPEN_CASE_STATES, Case
 from models.catalog import Activity
 from models.clock import local, now
 from models.fields import display_value
@@ -38,9 +40,6 @@ def _fields(category, data: dict | None) -> list[tuple[str, str]]:
 
 
 def _activity_choices(student):
-    import sqlalchemy as sa
-
-    from models.base import db
     acts = db.session.execute(
         sa.select(Activity).where(Activity.term_id == policy.current_term(student.school.district_id).id,
                                   sa.or_(Activity.school_id == student.school_id,
@@ -57,8 +56,6 @@ def correction_form(case: Case):
     if request.method == "POST":
         form = cls()
     else:
-        from forms.category import form_object
-
         class Stub:
             pass
 
@@ -92,11 +89,6 @@ def _render_case(case: Case, form=None):
     filer_open = None
     if staff and case.filed_by_id is not None:
         # Appeals are attributable and bounded: the handler sees how many the filer has open.
-        import sqlalchemy as sa
-
-        from models.base import db
-        from models.cases import OPEN_CASE_STATES
-
         filer_open = db.session.execute(sa.select(sa.func.count(Case.id)).where(
             Case.filed_by_id == case.filed_by_id, Case.state.in_(OPEN_CASE_STATES))).scalar_one()
     return render_page(
