@@ -12,7 +12,7 @@ export CQE_NOW
 DATABASE_URL ?= sqlite:///$(CURDIR)/instance/cqe.sqlite
 export DATABASE_URL
 
-.PHONY: run test venv dev-venv migrate seed lint translations clean bench bench-quick bench-city
+.PHONY: run test venv dev-venv migrate seed lint translations clean bench bench-quick bench-city worker tick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,15 @@ seed: migrate
 run: seed translations
 	@echo "CQE: http://127.0.0.1:5000  (clock pinned at $(CQE_NOW); demo password cqe2022)"
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
+
+# Production-style background work (needs REDIS_URL): RQ worker with its scheduler; deadlines are
+# scheduled at their window boundaries and caught up every minute. Without Redis, `make run` ticks itself.
+worker: migrate
+	$(BIN)/flask cqe worker
+
+# Apply every deadline effect that is due and not yet done (catch-up), e.g. CQE_NOW=2022-03-28T16:00 make tick
+tick: migrate
+	$(BIN)/flask cqe tick
 
 test: dev-venv translations
 	$(BIN)/ruff check .

@@ -79,6 +79,8 @@ def create_app(config_override: dict | None = None) -> Flask:
 
     from views.auth import bp as auth_bp
     from views.cases import bp as cases_bp
+    from views.deadlines import bp as inbox_bp
+    from views.deadlines import unread_count
     from views.errors import register_error_handlers
     from views.family import bp as family_bp
     from views.health import bp as health_bp
@@ -86,6 +88,7 @@ def create_app(config_override: dict | None = None) -> Flask:
     app.register_blueprint(auth_bp)
     app.register_blueprint(family_bp)
     app.register_blueprint(cases_bp)
+    app.register_blueprint(inbox_bp)
     app.register_blueprint(health_bp)
     register_error_handlers(app)
 
@@ -97,9 +100,18 @@ def create_app(config_override: dict | None = None) -> Flask:
 
     register_cli(app)
 
+    # The embedded default has no worker: a serving web process (started by its first request, so
+    # CLI commands never tick) applies due deadlines every minute.
+    if not app.config.get("REDIS_URL") and app.config.get("CQE_TICKER", True) and not app.config.get("TESTING"):
+        from jobs import ticker
+
+        @app.before_request
+        def _start_ticker():
+            ticker.start(app)
+
     @app.context_processor
     def _globals():
-        return {"cqe_now": clock.now, "cqe_local": clock.local, "languages": app.config["LANGUAGES"],
+        return {"cqe_now": clock.now, "cqe_unread": unread_count, "cqe_local": clock.local, "languages": app.config["LANGUAGES"],
                 "current_lang": select_locale() if request else "zh_Hans_CN"}
 
     return app

@@ -66,15 +66,20 @@ def sync_profile_command() -> None:
     click.echo(f"Profile {profile.code}: {len(shanghai.CATEGORIES)} categories.")
 
 
+EFFECT_CHOICES = ["auto-confirm", "escalate", "lock-participants", "open-publication", "close-appeals",
+                  "flag-overdue", "remind-student-entry", "remind-confirmation", "remind-correction",
+                  "remind-issue-handling"]
+
+
 @cqe.command("deadline")
-@click.argument("effect", type=click.Choice(["auto-confirm", "escalate"]))
+@click.argument("effect", type=click.Choice(EFFECT_CHOICES))
 @click.option("--district", "district_code", required=True, help="District code, e.g. bs.")
 @click.option("--cohort", "cohort_code", required=True, help="Cohort code of the current term, e.g. g9 or g6_8.")
 def deadline_command(effect: str, district_code: str, cohort_code: str) -> None:
-    """Apply a deadline's effect by hand: 逾期默认通过 (auto-confirm) or 升级为问题数据 (escalate).
+    """Apply one deadline effect by hand, e.g. 逾期默认通过 (auto-confirm) or 升级为问题数据 (escalate).
 
-    Both are set-based and idempotent (a second run changes nothing) and refuse before their window ends."""
-    from models import Cohort, Term, workflow
+    Every effect happens once per cohort (a second run changes nothing) and refuses before its time."""
+    from models import Cohort, Term, deadlines
 
     cohort = db.session.execute(
         sa.select(Cohort).join(Term, Cohort.term_id == Term.id).join(District, Term.district_id == District.id)
@@ -82,15 +87,79 @@ def deadline_command(effect: str, district_code: str, cohort_code: str) -> None:
     ).scalar_one_or_none()
     if cohort is None:
         raise click.ClickException(f"No cohort {cohort_code!r} in the current term of district {district_code!r}.")
+    code = effect.replace("-", "_")
     try:
-        if effect == "auto-confirm":
-            n = workflow.auto_confirm(cohort.id)
-            click.echo(f"{cohort.name}: {n} records confirmed by default.")
-        else:
-            n = workflow.escalate_problem_data(cohort.id)
-            click.echo(f"{cohort.name}: {n} rejected school records became problem data.")
-    except workflow.WorkflowError as exc:
+        done = deadlines.run(code, cohort.id, trigger="cli")
+    except deadlines.NotDue as exc:
         raise click.ClickException(exc.message) from None
+    name = deadlines.EFFECTS[code].name
+    if done is None:
+        click.echo(f"{cohort.name} · {name}: already done, nothing changed.")
+    else:
+        click.echo(f"{cohort.name} · {name}: {deadlines.EFFECTS[code].summary(done.counts)} (run {done.id}, "
+                   f"{done.seconds:.2f}s).")
+
+
+@cqe.command("tick")
+@click.option("--now", "now_iso", default=None, help="Apply what is due at this instant (ISO; naive = Beijing time).")
+@click.option("--district", "district_code", default=None, help="Only this district.")
+def tick_command(now_iso: str | None, district_code: str | None) -> None:
+    """Apply every deadline effect that is due and not yet done (catch-up after any outage)."""
+    from models import deadlines
+    from settings import parse_instant
+
+    at = parse_instant(now_iso) if now_iso else None
+    district_id = None
+    if district_code:
+        district_id = db.session.execute(sa.select(District.id).where(District.code == district_code)).scalar()
+        if district_id is None:
+            raise click.ClickException(f"No district {district_code!r}.")
+    results = deadlines.tick(at, district_id, trigger="cli")
+    if not results:
+        click.echo("Nothing due.")
+    failed = 0
+    for entry, done, error in results:
+        label = f"{entry.cohort.name} · {entry.effect.name}"
+        if done is not None:
+            click.echo(f"{label}: {entry.effect.summary(done.counts)}")
+        elif error:
+            failed += 1
+            click.echo(f"{label}: FAILED {error}", err=True)
+        else:
+            click.echo(f"{label}: already done")
+    if failed:
+        raise SystemExit(1)
+
+
+@cqe.command("worker")
+@click.option("--burst", is_flag=True, help="Run what is queued and due, then exit.")
+@click.option("--tick/--no-tick", default=True, show_default=True,
+              help="Schedule every current deadline and catch up at start, then tick every minute "
+                   "(--no-tick: only run what is already queued).")
+@click.option("--queue", "queue_names", multiple=True, default=["default"], show_default=True)
+def worker_command(burst: bool, tick: bool, queue_names: tuple[str, ...]) -> None:
+    """rq worker --with-scheduler, inside the app: schedules every current deadline, catches up, runs jobs."""
+    import os
+
+    from flask import current_app
+    from rq import Queue, Worker
+
+    from jobs import redis_connection
+    from jobs.deadlines import minute_tick, schedule_all
+
+    conn = redis_connection()
+    if conn is None:
+        raise click.ClickException("REDIS_URL is not set: without Redis the web process runs the deadlines itself.")
+    engine = db.engine
+    # Work horses are forked: each must open its own database connections, never reuse the parent's.
+    os.register_at_fork(after_in_child=lambda: engine.dispose(close=False))
+    queues = [Queue(name, connection=conn) for name in queue_names]
+    if tick:
+        click.echo(f"Scheduled {schedule_all()} deadline job(s).")
+        queues[0].enqueue(minute_tick, job_id="cqe-tick-start", job_timeout=60, result_ttl=600)
+    db.session.remove()
+    current_app.logger.info("worker on %s", ", ".join(queue_names))
+    Worker(queues, connection=conn).work(with_scheduler=True, burst=burst)
 
 
 def register_cli(app) -> None:

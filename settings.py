@@ -63,7 +63,8 @@ class Config:
     SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", ENV_NAME == "production")
     PAGE_SIZE = env_int("CQE_PAGE_SIZE", 20)
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
-    # Appeals and other per-student bounds are settings, not constants in code.
+    # Without Redis, serving web processes apply due deadlines every minute (jobs/ticker.py).
+    CQE_TICKER = env_bool("CQE_TICKER", True)
     TESTING = False
 
 

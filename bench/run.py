@@ -6,7 +6,9 @@
 
 Writes bench/results.json: {"dataset": …, "metrics": {NAME: {"ours_ms", "baseline_ms", "baseline",
 "ratio", "runs"}}} for SQLite and, under "results_postgresql", the same for PostgreSQL. Every timing
-is the median of at least 5 runs after a warm-up, both sides measured in the same run.
+is the median of at least 5 runs after a warm-up, both sides measured in the same run, except the
+deadline effects at a million records ("auto_confirm", "escalate": seconds too, "ours_s"/"baseline_s",
+and the workload's size, "records"), which are the median of 3 without a warm-up; see measure_deadlines.
 """
 from __future__ import annotations
 
@@ -48,7 +50,10 @@ def build_app(url: str):
     from app import create_app
     from models import Case, Record, clock, db
 
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False, "CQE_NOW": None})
+    # No deadline ticker thread in the measuring process: it would query (and, once something is due,
+    # write) the database in the background while pages and deadline effects are timed.
+    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "WTF_CSRF_ENABLED": False, "CQE_NOW": None,
+                      "CQE_TICKER": False})
     clock.pin("2022-03-01 09:00")
     # The baseline: a stock ModelView over the same table, unscoped, default pager, same page size.
     stock = Admin(app, name="stock", url="/stock", endpoint="stock")
@@ -232,11 +237,183 @@ def measure_insert(app) -> dict:
         return result
 
 
+# The deadline effects at scale (models/deadlines.py). The workload is made here, not by the seed: the
+# seed's weighted states leave only ~6% of a cohort's clerk records pending. The cohort is the one of the
+# first district's term with the most clerk-entered records (六至八年级: 37,500 of a district's 50,000
+# students, ~1.09M clerk records at the default --students 50000, so the full 1,000,000 fits in one
+# cohort there; at --students 2000 it is the cohort's ~43,000, proportionally). The lowest ids of the
+# matching records are put in the effect's source state and every other record of the cohort is moved
+# out of it, so each run changes exactly the workload; the JSON says how many ("records").
+AUTO_CONFIRM_RECORDS = 1_000_000
+ESCALATE_RECORDS = 10_000
+STATEMENTS = {"auto_confirm": "UPDATE records", "escalate": "INSERT INTO cases … SELECT + UPDATE records"}
+
+
+def deadline_runs(n: int) -> tuple[int, int]:
+    """(timed runs per side, untimed warm-up pairs) for a workload of n records, alternating ours and the
+    baseline: a million-record run takes seconds and its restore as long again (the restores warm the
+    cache), so three and no warm-up; a small one is noisy, so the usual RUNS after a warm-up."""
+    return (3, 0) if n >= 100_000 else (RUNS, 1)
+
+
+def measure_deadlines(app) -> dict:
+    """deadlines.run(effect, cohort) — the claimed ``deadline_runs`` row, the effect's set-based statements,
+    the run's one audit event, one commit — against the very statements it ran (captured at the cursor)
+    replayed through the driver in one transaction and committed. Before every timed run, either side,
+    the workload is restored (records back in their source state, the runs and escalation cases deleted;
+    audit_events is append-only, one row a run) and the database settled: VACUUM and CHECKPOINT on
+    PostgreSQL, a WAL checkpoint on SQLite, so neither side pays for the other's dead rows or WAL."""
+    from models import Case, Record, db, deadlines
+    from models.calendar import Cohort, Term
+
+    with app.app_context():
+        engine = db.engine
+        sqlite = engine.dialect.name == "sqlite"
+        term = db.session.execute(sa.select(Term).where(Term.is_current.is_(True)).order_by(Term.id).limit(1)).scalar_one()
+
+        def clerk(cohort, *where):
+            return deadlines.cohort_records(cohort, Record.origin.in_(deadlines.CLERK_ORIGINS), *where)
+
+        def count(where) -> int:
+            return db.session.execute(sa.select(sa.func.count(Record.id)).where(where)).scalar_one()
+
+        sizes = {c.id: count(clerk(c)) for c in db.session.execute(
+            sa.select(Cohort).where(Cohort.term_id == term.id)).scalars()}
+        cohort = db.session.get(Cohort, max(sizes, key=sizes.get))
+        cohort_id, cohort_code = cohort.id, cohort.code
+        # The effects refuse to run before their window ends: run them at the end.
+        ends = {"auto_confirm": cohort.window("confirmation").ends_at, "escalate": cohort.window("correction").ends_at}
+
+        def cutoff(where, n: int) -> int:
+            """The id of the n-th matching record: the workload is the matching records up to it."""
+            return db.session.execute(sa.select(Record.id).where(where).order_by(Record.id)
+                                      .offset(n - 1).limit(1)).scalar_one()
+
+        def settle() -> None:
+            db.session.remove()
+            if sqlite:
+                with engine.connect() as conn:
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                return
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM records, cases, deadline_runs")
+                try:
+                    conn.exec_driver_sql("CHECKPOINT")
+                except sa.exc.DBAPIError:
+                    pass  # not a superuser: the run then shares checkpoints with whatever is in flight
+
+        def measure(code: str, n: int, restore) -> dict:
+            at = ends[code]
+            captured: list[tuple[str, object]] = []
+            reported: dict = {}
+
+            def capture(conn, cursor, statement, params, context, executemany):
+                if statement.lstrip().startswith(("UPDATE records", "INSERT INTO cases")):
+                    captured.append((statement, params))
+
+            def ours() -> float:
+                captured.clear()
+                sa.event.listen(engine, "before_cursor_execute", capture)
+                try:
+                    started = time.perf_counter()
+                    done = deadlines.run(code, cohort_id, at=at, trigger="bench")
+                    elapsed = time.perf_counter() - started
+                finally:
+                    sa.event.remove(engine, "before_cursor_execute", capture)
+                assert done is not None and done.counts["records"] == n, (code, done and done.counts, n)
+                if code == "escalate":  # the cases counted in the database, not taken from the run's counts
+                    cases = db.session.execute(sa.select(sa.func.count(Case.id)).where(
+                        Case.deadline_run_id == done.id)).scalar_one()
+                    assert cases == n, (code, cases, n)
+                reported.update(done.counts)
+                db.session.remove()
+                return elapsed
+
+            def baseline() -> float:
+                raw = engine.raw_connection()
+                try:
+                    cur = raw.cursor()
+                    started = time.perf_counter()
+                    if sqlite:
+                        cur.execute("BEGIN")  # the app's SQLite connections run in autocommit mode
+                    changed = []
+                    for statement, params in captured:
+                        cur.execute(statement, params)
+                        changed.append(cur.rowcount)
+                    raw.commit()
+                    elapsed = time.perf_counter() - started
+                    cur.close()
+                finally:
+                    raw.close()
+                assert changed == [n] * len(STATEMENTS[code].split(" + ")), (code, changed)
+                return elapsed
+
+            times: dict[str, list[float]] = {"ours": [], "baseline": []}
+            runs, warmup = deadline_runs(n)
+            for i in range(warmup + runs):
+                for side, fn in (("ours", ours), ("baseline", baseline)):
+                    with engine.begin() as conn:
+                        restore(conn)
+                        if i == 0 and side == "ours" and not sqlite:
+                            conn.exec_driver_sql("ANALYZE records")  # plans on the workload's statistics, once
+                    settle()
+                    elapsed = fn()  # ours first: the baseline replays what it captured
+                    if i >= warmup:
+                        times[side].append(elapsed)
+            ours_s, base_s = statistics.median(times["ours"]), statistics.median(times["baseline"])
+            out = metric(ours_s * 1000, base_s * 1000, f"the same {STATEMENTS[code]} (captured from deadlines.run) "
+                         "through the driver, in one transaction, committed", runs=runs)
+            out["warmup"] = warmup
+            out.update({"ours_s": round(ours_s, 3), "baseline_s": round(base_s, 3),
+                        "ours_runs_s": [round(t, 3) for t in times["ours"]],
+                        "baseline_runs_s": [round(t, 3) for t in times["baseline"]],
+                        "records": n, "cohort": cohort_code, "run_counts": reported})
+            return out
+
+        def reset_runs(conn) -> None:
+            conn.execute(sa.delete(Case).where(Case.deadline_run_id.is_not(None)))
+            conn.execute(sa.delete(deadlines.DeadlineRun))
+
+        out = {}
+        # auto_confirm: up to 1,000,000 clerk records of the cohort in `entered`.
+        n = min(AUTO_CONFIRM_RECORDS, sizes[cohort_id])
+        last = cutoff(clerk(cohort), n)
+        with engine.begin() as conn:
+            conn.execute(sa.update(Record).where(clerk(cohort, Record.id > last, Record.state == "entered"))
+                         .values(state="confirmed"))
+
+        def pending(conn) -> None:
+            conn.execute(sa.update(Record).where(clerk(cohort, Record.id <= last))
+                         .values(state="entered", version_id=1, deadline_run_id=None))
+            reset_runs(conn)
+
+        out["auto_confirm"] = measure("auto_confirm", n, pending)
+        out["auto_confirm"]["cohort_clerk_records"] = sizes[cohort_id]
+
+        # escalate: 10,000 school-entered records of the cohort in `rejected` (fewer only if it has fewer).
+        school = deadlines.cohort_records(cohort, Record.origin == "school")
+        m = min(ESCALATE_RECORDS, count(school))
+        last_school = cutoff(school, m)
+        with engine.begin() as conn:
+            conn.execute(sa.update(Record).where(school, Record.id > last_school, Record.state == "rejected")
+                         .values(state="confirmed"))
+
+        def rejected(conn) -> None:
+            conn.execute(sa.update(Record).where(school, Record.id <= last_school)
+                         .values(state="rejected", version_id=1, deadline_run_id=None))
+            reset_runs(conn)
+
+        out["escalate"] = measure("escalate", m, rejected)
+        db.session.remove()
+    return out
+
+
 def run_database(kind: str, url_full: str, url_tenth: str, students: int) -> dict:
     app = build_app(url_full)
     counts = seed(app, students)
     pages = measure_pages(app)
     insert = measure_insert(app)
+    deadline_effects = measure_deadlines(app)  # last on this database: it rewrites the cohort's states
     small = build_app(url_tenth)
     seed(small, max(students // 10, 1))
     tenth = median_ms(lambda: get(_logged_in(small), LIST_URL))
@@ -245,6 +422,7 @@ def run_database(kind: str, url_full: str, url_tenth: str, students: int) -> dic
     metrics["list_page_scaling"] = metric(full, tenth, f"list_page at {max(students // 10, 1):,} students "
                                                        "(ours_ms is the full scale; ratio = full / tenth)")
     metrics["seed_scale"] = insert
+    metrics.update(deadline_effects)
     for a in (app, small):
         with a.app_context():
             from models import db

@@ -20,7 +20,8 @@ def redis_connection():
         return None
     import redis
 
-    return redis.Redis.from_url(url)
+    # Short timeouts: a Redis that is down must cost a page a moment, never hang it.
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=10)
 
 
 def queue(name: str = "default"):
@@ -64,3 +65,33 @@ def app_context(fn):
             return fn(*args, **kwargs)
 
     return inner
+
+
+def progress(done: int, total: int, label: str = "") -> None:
+    """Report a batch job's progress (shown as a progress bar); a no-op outside an RQ job."""
+    from rq import get_current_job
+
+    current = get_current_job()
+    if current is None:
+        return
+    current.meta["progress"] = {"done": done, "total": total, "label": label}
+    current.save_meta()
+
+
+def status(job_id: str) -> dict | None:
+    """A job's state for the progress bar: status, progress, result or error; None if unknown."""
+    q = queue()
+    if q is None:
+        return None
+    from rq.exceptions import NoSuchJobError
+    from rq.job import Job
+
+    try:
+        found = Job.fetch(job_id, connection=q.connection)
+    except NoSuchJobError:
+        return None
+    state = found.get_status(refresh=False)
+    result = found.return_value() if state == "finished" else None
+    return {"id": found.id, "status": str(state.value if hasattr(state, "value") else state),
+            "progress": found.meta.get("progress"), "user_id": found.meta.get("user_id"), "result": result,
+            "error": "任务失败，请查看后台任务日志。" if state == "failed" else ""}

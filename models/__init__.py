@@ -6,10 +6,11 @@ from models.calendar import Cohort, PhaseWindow, Profile, Term
 from models.cases import Case
 from models.catalog import Activity, Category, Dimension
 from models.contacts import Contact
+from models.deadlines import DeadlineRun, Notification
 from models.org import City, District, School, SchoolClass, Student
 from models.records import Record
 
 __all__ = [
-    "Activity", "AuditEvent", "Case", "Category", "City", "Cohort", "Contact", "Dimension", "District",
-    "PhaseWindow", "Profile", "Record", "RoleGrant", "School", "SchoolClass", "Student", "Term", "User", "db",
+    "Activity", "AuditEvent", "Case", "Category", "City", "Cohort", "Contact", "DeadlineRun", "Dimension", "District",
+    "Notification", "PhaseWindow", "Profile", "Record", "RoleGrant", "School", "SchoolClass", "Student", "Term", "User", "db",
 ]

@@ -118,7 +118,8 @@ def _diff(obj) -> tuple[dict, dict]:
 
 
 def _audited(obj) -> bool:
-    return isinstance(obj, db.Model) and not isinstance(obj, AuditEvent)
+    """Everything but the history itself and inbox messages (read marks are not evaluation data)."""
+    return isinstance(obj, db.Model) and type(obj).__name__ not in ("AuditEvent", "Notification")
 
 
 @sa.event.listens_for(Session, "before_flush")

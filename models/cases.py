@@ -77,6 +77,10 @@ class Case(TimestampMixin, db.Model):
     # The end of issue handling for the student's cohort: open after it means overdue.
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The deadline run that created it (escalation to problem data) and the one that found it still
+    # open when issue handling ended (逾期未办结); see models/deadlines.py.
+    deadline_run_id: Mapped[int | None] = mapped_column(nullable=True)
+    overdue_run_id: Mapped[int | None] = mapped_column(nullable=True)
     version_id: Mapped[int] = mapped_column(default=1)
     term = relationship("Term")
     student = relationship("Student")

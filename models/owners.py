@@ -71,6 +71,10 @@ def owner_ids(obj) -> dict:
             if target is not None:
                 return owner_ids(target)
         return {}
+    from models.deadlines import DeadlineRun
+
+    if isinstance(obj, DeadlineRun):
+        return {"district": obj.district_id}
     if isinstance(obj, User):
         # A user belongs where their grants are; the first grant decides (accounts are per district).
         for grant in obj.grants:

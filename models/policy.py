@@ -24,6 +24,7 @@ from models.cases import Case
 from models.catalog import Activity, Category, Dimension
 from models.clock import local, now
 from models.contacts import Contact
+from models.deadlines import DeadlineRun
 from models.org import NON_PARTICIPANT_STATUSES, City, District, School, SchoolClass, Student
 from models.owners import owner_ids
 from models.records import Record
@@ -96,6 +97,8 @@ RULES: dict[type, dict[str, Rule]] = {
     Dimension: {"view": Rule(EVERYONE)},
     Category: {"view": Rule(EVERYONE)},
     AuditEvent: {"view": _r("district_admin", "school_admin")},
+    # Deadline effects of the district's schedule: seen and re-run (catch-up, retry) by its admin.
+    DeadlineRun: {"view": _r("district_admin"), "run": _r("district_admin")},
     Record: {"view": Rule(EVERYONE)},
     # Appeals and problem data: auditors and clerks of the case's levels, school oversight, the district
     # admin; students see the cases they filed or that are theirs to correct (scope), parents their child's.
@@ -103,7 +106,7 @@ RULES: dict[type, dict[str, Rule]] = {
 }
 
 ACTION_NAMES = {
-    "view": "查看", "create": "新建", "edit": "修改", "delete": "删除", "preconfirm": "预确认",
+    "view": "查看", "create": "新建", "edit": "修改", "delete": "删除", "preconfirm": "预确认", "run": "执行",
     "confirm": "确认", "reject": "确认不通过", "correct": "修改", "submit": "提交审阅", "review": "审阅",
     "return": "退回", "publish": "提交公示", "file": "提交申诉", "accept": "受理", "dismiss": "驳回",
     "approve": "审核通过", "send_back": "退回修改",
@@ -112,7 +115,7 @@ MODEL_NAMES = {
     City: "市", District: "区", School: "学校", SchoolClass: "班级", Student: "学生", Activity: "活动项目",
     Contact: "联系人", User: "账号", RoleGrant: "角色授权", Term: "学期", Cohort: "年级组", PhaseWindow: "阶段时间",
     Profile: "评价方案", Dimension: "维度", Category: "记录类别", AuditEvent: "操作记录", Record: "记录",
-    Case: "申诉/问题数据",
+    Case: "申诉/问题数据", DeadlineRun: "自动任务",
 }
 
 
@@ -287,6 +290,8 @@ def _clause(grant: RoleGrant, model: type):
         return City.id.in_(sa.select(District.city_id).where(_by_district(District.id, grant)))
     if model is Term:
         return _by_district(Term.district_id, grant)
+    if model is DeadlineRun:
+        return _by_district(DeadlineRun.district_id, grant)
     if model is Cohort:
         return Cohort.term_id.in_(sa.select(Term.id).where(_by_district(Term.district_id, grant)))
     if model is PhaseWindow:
@@ -471,6 +476,15 @@ def require(user: User, action: str, obj, at: datetime | None = None, **kw) -> N
     decision = check(user, action, obj, at, **kw)
     if not decision:
         raise Denied(decision.reason, decision.status)
+
+
+def district_ids(user: User, model: type, action: str = "view") -> list[int]:
+    """The districts in which the user may do ``action`` on ``model`` (pages that work per district)."""
+    rule = RULES.get(model, {}).get(action)
+    clauses = [_by_district(District.id, g) for g in user.grants if rule and g.role in rule.roles]
+    if not clauses:
+        return []
+    return list(db.session.execute(sa.select(District.id).where(sa.or_(*clauses)).order_by(District.id)).scalars())
 
 
 def can(user: User, action: str, model: type) -> bool:

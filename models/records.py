@@ -50,6 +50,10 @@ class Record(TimestampMixin, db.Model):
     reject_reason: Mapped[str | None] = mapped_column(sa.Text, nullable=True)
     # The data before the last correction, so the student sees what was corrected.
     previous_data: Mapped[dict | None] = mapped_column(JSONType, nullable=True)
+    # The deadline run that last changed it in bulk (auto-confirm, escalation): its one history event
+    # tells who, when and from what (models/deadlines.py). No foreign key: runs are never deleted, and
+    # a million-row UPDATE should not check one per row.
+    deadline_run_id: Mapped[int | None] = mapped_column(nullable=True)
     version_id: Mapped[int] = mapped_column(default=1)
     term = relationship("Term")
     category = relationship("Category")

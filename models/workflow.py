@@ -14,10 +14,10 @@ from sqlalchemy.orm.exc import StaleDataError
 
 from models import policy
 from models.accounts import User
-from models.audit import AuditEvent, acting
-from models.base import JSONType, UTCDateTime, db
-from models.calendar import Cohort, PhaseWindow, Term
-from models.cases import CASE_STATES, OPEN_CASE_STATES, PROBLEM_ROUTE, ROUTES, Case
+from models.audit import acting
+from models.base import db
+from models.calendar import PhaseWindow, Term
+from models.cases import CASE_STATES, OPEN_CASE_STATES, ROUTES, Case
 from models.catalog import Activity, Category
 from models.clock import now
 from models.fields import FieldErrors, validate_data
@@ -636,96 +636,6 @@ def case_action(user: User, case: Case, action: str, *, reason: str = "", propos
 
 
 # ---------------------------------------------------------------------------------------------
-# Deadline effects (SPEC §5): set-based, idempotent by state, history written by the same transaction.
-
-
-def _cohort_records(cohort, *where):
-    grades = sa.select(SchoolClass.id).where(SchoolClass.grade.in_(list(cohort.grades)))
-    return sa.and_(Record.term_id == cohort.term_id, Record.student_id.in_(
-        sa.select(Student.id).where(Student.class_id.in_(grades))), *where)
-
-
-AUDIT_COLUMNS = ["at", "actor_id", "actor_name", "ip", "object_type", "object_id", "district_id", "school_id",
-                 "action", "reason", "before", "after"]
-
-
-def _system_events(object_type: str, ident, district_id, school_id, action: str, reason: str, before, after,
-                   at: datetime) -> list:
-    """The select list of one history row per object that a set-based change by the system touches."""
-    return [sa.literal(at, UTCDateTime()), sa.null(), sa.literal("系统"), sa.literal(""), sa.literal(object_type),
-            sa.cast(ident, sa.String), district_id, school_id, sa.literal(action), sa.literal(reason),
-            sa.null() if before is None else sa.literal(before, JSONType), sa.literal(after, JSONType)]
-
-
-def _move_records(where, action: str, reason: str, source: str, target: str, at: datetime) -> int:
-    """Set-based state change of records, each with its history row written first, in one transaction."""
-    db.session.execute(sa.insert(AuditEvent).from_select(AUDIT_COLUMNS, sa.select(*_system_events(
-        "Record", Record.id, School.district_id, Record.school_id, action, reason, {"state": source},
-        {"state": target}, at)).select_from(Record).join(School, School.id == Record.school_id).where(where)))
-    return db.session.execute(sa.update(Record).where(where).values(
-        state=target, version_id=Record.version_id + 1, updated_at=at).execution_options(
-        synchronize_session=False)).rowcount
-
-
-def _window_closed(cohort, phase: str, at: datetime) -> None:
-    window = cohort.window(phase)
-    if window is None or at < window.ends_at:
-        name = window.name if window else phase
-        raise WorkflowError(f"{cohort.name}的「{name}」尚未结束，不能执行截止处理。")
-
-
-def auto_confirm(cohort_id: int, *, at: datetime | None = None) -> int:
-    """逾期默认通过: records nobody confirmed or rejected by the end of confirmation are confirmed."""
-    at = at or now()
-    cohort = db.session.get(Cohort, cohort_id)
-    try:
-        _window_closed(cohort, "confirmation", at)
-        where = _cohort_records(cohort, Record.state == "entered", Record.origin.in_(CLERK_ORIGINS))
-        n = _move_records(where, "auto_confirm", "确认期结束，逾期未确认，系统默认通过", "entered", "confirmed", at)
-        db.session.commit()
-        return n
-    except WorkflowError as exc:
-        _fail(exc)
-
-
-def escalate_problem_data(cohort_id: int, *, at: datetime | None = None) -> int:
-    """Flow (1): school-entered records still rejected after the clerks' deadline become problem data,
-    each with a case for the district auditor."""
-    at = at or now()
-    cohort = db.session.get(Cohort, cohort_id)
-    try:
-        _window_closed(cohort, "correction", at)
-        where = _cohort_records(cohort, Record.state == "rejected", Record.origin == "school")
-        flow, handler, corrector = PROBLEM_ROUTE
-        due = cohort.window("issue_handling")
-        cols = ["term_id", "flow", "kind", "student_id", "record_id", "category_id", "school_id", "class_id",
-                "district_id", "handler_level", "corrector_level", "description", "state", "handler_note",
-                "corrector_note", "due_at", "created_at", "updated_at", "version_id"]
-        select = (
-            sa.select(
-                Record.term_id, sa.literal(flow), sa.literal("problem"), Record.student_id, Record.id,
-                Record.category_id, Record.school_id, Student.class_id, School.district_id, sa.literal(handler),
-                sa.literal(corrector), sa.func.coalesce(Record.reject_reason, ""), sa.literal("open"),
-                sa.literal(""), sa.literal(""), sa.literal(due.ends_at if due else None, UTCDateTime()),
-                sa.literal(at, UTCDateTime()), sa.literal(at, UTCDateTime()), sa.literal(1),
-            )
-            .select_from(Record).join(Student, Student.id == Record.student_id)
-            .join(School, School.id == Record.school_id).where(where)
-        )
-        db.session.execute(sa.insert(Case).from_select(cols, select))
-        reason = "确认不通过的数据逾期未修改，升级为问题数据"
-        db.session.execute(sa.insert(AuditEvent).from_select(AUDIT_COLUMNS, sa.select(*_system_events(
-            "Case", Case.id, Case.district_id, Case.school_id, "escalate", reason, None,
-            {"state": "open", "flow": flow}, at)).where(Case.flow == flow,
-                                                        Case.record_id.in_(sa.select(Record.id).where(where)))))
-        n = _move_records(where, "escalate", reason, "rejected", "problem", at)
-        db.session.commit()
-        return n
-    except WorkflowError as exc:
-        _fail(exc)
-
-
-# ---------------------------------------------------------------------------------------------
 # The schedule: the district admin shifts a window or advances a phase, with a reason (SPEC §2)
 
 
@@ -750,6 +660,10 @@ def shift_window(user: User, window: PhaseWindow, *, starts_at: datetime, ends_a
                 Case.class_id.in_(sa.select(SchoolClass.id).where(SchoolClass.grade.in_(grades)))
             ).values(due_at=ends_at).execution_options(synchronize_session=False))
             _commit("edit")
+    # The cohort's deadline jobs move with its windows (same job ids: nothing doubles).
+    from jobs.deadlines import reschedule_quietly
+
+    reschedule_quietly(window.cohort)
     return window
 
 

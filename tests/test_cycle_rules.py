@@ -283,16 +283,16 @@ def test_deadline_command_applies_once_and_not_early(data_app, session, at):
     runner = data_app.test_cli_runner()
     at("2022-03-28 15:59")
     early = runner.invoke(args=["cqe", "deadline", "auto-confirm", "--district", "bs", "--cohort", "g9"])
-    assert early.exit_code != 0 and "尚未结束" in early.output
+    assert early.exit_code != 0 and "尚未到时间" in early.output
     db.session.expire_all()
     assert rec.state == "entered"
     at("2022-03-28 16:00")
     done = runner.invoke(args=["cqe", "deadline", "auto-confirm", "--district", "bs", "--cohort", "g9"])
-    assert done.exit_code == 0 and "records confirmed by default" in done.output
+    assert done.exit_code == 0 and "已自动确认" in done.output
     db.session.expire_all()
     assert rec.state == "confirmed"
     again = runner.invoke(args=["cqe", "deadline", "auto-confirm", "--district", "bs", "--cohort", "g9"])
-    assert "0 records" in again.output
+    assert again.exit_code == 0 and "already done, nothing changed" in again.output
 
 
 def test_extra_record_appeal_removes_the_record_on_approval_only(session, at):

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from conftest import category as _cat
 from conftest import student_of as _student
 
-from models import AuditEvent, Case, Cohort, District, Record, Term, User, db, workflow
+from models import AuditEvent, Case, Cohort, District, Record, Term, User, db, deadlines
 
 HONOUR = {"title": "区三好学生", "level": "区级", "issuer": "宝山区教育局", "awarded_on": "2022-01-10"}
 COURSE = {"subject": "数学", "result": "优秀"}
@@ -197,15 +197,21 @@ def test_full_term_both_cohorts(client, login_as, at, session):
     at("2022-03-28 16:00")  # confirmation closed
     with actor("s1g9c1n01") as sa_:
         sa_.refused(f"/me/records/{a_chem.id}/confirm", text="已结束", version=_version(a_chem))
-    assert workflow.auto_confirm(_cohort("g9").id) >= 2
-    assert workflow.auto_confirm(_cohort("g6_8").id) >= 0
-    assert workflow.auto_confirm(_cohort("g9").id) == 0  # exactly once
+    assert deadlines.auto_confirm(_cohort("g9").id) >= 2
+    assert deadlines.auto_confirm(_cohort("g6_8").id) >= 0
+    assert deadlines.auto_confirm(_cohort("g9").id) == 0  # exactly once
     db.session.expire_all()
     assert (a_chem.state, a_bio.state) == ("confirmed", "confirmed")
-    auto = db.session.execute(sa.select(AuditEvent).where(AuditEvent.object_type == "Record",
-                                                          AuditEvent.object_id == str(a_chem.id),
-                                                          AuditEvent.action == "auto_confirm")).scalar_one()
-    assert auto.before == {"state": "entered"} and auto.after == {"state": "confirmed"} and auto.actor_name == "系统"
+    # One history event for the whole run; each record it changed carries the run's id.
+    run = db.session.execute(sa.select(deadlines.DeadlineRun).where(
+        deadlines.DeadlineRun.effect == "auto_confirm", deadlines.DeadlineRun.cohort_id == _cohort("g9").id)).scalar_one()
+    assert a_chem.deadline_run_id == run.id == a_bio.deadline_run_id
+    auto = db.session.execute(sa.select(AuditEvent).where(AuditEvent.object_type == "DeadlineRun",
+                                                          AuditEvent.object_id == str(run.id))).scalar_one()
+    assert auto.before == {"state": "entered"} and auto.after["state"] == "confirmed" and auto.actor_name == "系统"
+    assert auto.after["records"] == run.counts["records"]
+    assert not db.session.execute(sa.select(AuditEvent.id).where(
+        AuditEvent.object_type == "Record", AuditEvent.action == "auto_confirm")).first()
 
     # ---- clerks correct until 2022-03-29 16:00 ------------------------------------------------
     at("2022-03-29 15:59")
@@ -219,9 +225,9 @@ def test_full_term_both_cohorts(client, login_as, at, session):
     with actor("s1_clerk") as clerk:
         resp = clerk.get(f"/admin/records/extended_course/edit/?id={a_ext.id}")
         assert resp.status_code == 403 and "确认不通过数据修改" in resp.get_data(as_text=True)
-    assert workflow.escalate_problem_data(_cohort("g9").id) == 1
-    assert workflow.escalate_problem_data(_cohort("g9").id) == 0
-    assert workflow.escalate_problem_data(_cohort("g6_8").id) == 1
+    assert deadlines.escalate(_cohort("g9").id) == 1
+    assert deadlines.escalate(_cohort("g9").id) == 0
+    assert deadlines.escalate(_cohort("g6_8").id) == 1
     db.session.expire_all()
     assert a_ext.state == "problem" and a_physics.state == "corrected" and a_course.state == "corrected"
     problem = db.session.execute(sa.select(Case).where(Case.record_id == a_ext.id)).scalar_one()

@@ -10,6 +10,7 @@ from models.audit import AuditEvent
 from models.base import db
 from models.cases import APPEAL_KINDS, CASE_STATES, FLOWS, Case
 from models.clock import local
+from models.deadlines import EFFECTS
 from models.fields import FieldErrors
 from models.records import RECORD_STATES, Record
 from models.roles import LEVEL_NAMES
@@ -55,20 +56,41 @@ def window_note(user, obj, action) -> str:
 
 
 AUDIT_ACTION_NAMES = {**workflow.ACTION_LABELS, "create": "新建", "update": "修改", "edit": "修改", "delete": "删除",
-                      "auto_confirm": "逾期默认通过", "escalate": "升级为问题数据", "file": "提交申诉"}
+                      "file": "提交申诉", **{code: e.name for code, e in EFFECTS.items()}}
+
+
+def _run_ids(object_type: str, object_id) -> list[int]:
+    """The deadline runs that changed this object in bulk: their one event each belongs to its history."""
+    if object_type == "Record":
+        cols = (Record.deadline_run_id,)
+        model = Record
+    elif object_type == "Case":
+        cols = (Case.deadline_run_id, Case.overdue_run_id)
+        model = Case
+    else:
+        return []
+    row = db.session.execute(sa.select(*cols).where(model.id == int(object_id))).first()
+    return [i for i in (row or ()) if i is not None]
 
 
 def history(object_type: str, object_id) -> list[dict]:
-    """The object's events, oldest first: who, when (Beijing time), from where, what, before → after."""
-    rows = db.session.execute(
-        sa.select(AuditEvent).where(AuditEvent.object_type == object_type, AuditEvent.object_id == str(object_id))
-        .order_by(AuditEvent.id)
-    ).scalars().all()
-    return [{
-        "at": local(e.at).strftime("%Y-%m-%d %H:%M:%S"), "actor": e.actor_name, "ip": e.ip,
-        "action": AUDIT_ACTION_NAMES.get(e.action, e.action), "reason": e.reason,
-        "changes": _changes(e.before, e.after),
-    } for e in rows]
+    """The object's events, oldest first: who, when (Beijing time), from where, what, before → after.
+    A bulk deadline run that changed it appears as the run's one event (its state change, not its counts)."""
+    own = sa.and_(AuditEvent.object_type == object_type, AuditEvent.object_id == str(object_id))
+    runs = [str(i) for i in _run_ids(object_type, object_id)]
+    where = sa.or_(own, sa.and_(AuditEvent.object_type == "DeadlineRun", AuditEvent.object_id.in_(runs),
+                                       AuditEvent.action != "deadline_failed")) if runs else own
+    rows = db.session.execute(sa.select(AuditEvent).where(where).order_by(AuditEvent.at, AuditEvent.id)).scalars().all()
+    out = []
+    for e in rows:
+        before, after = e.before, e.after
+        if e.object_type == "DeadlineRun":
+            before = {k: v for k, v in (before or {}).items() if k == "state"} or None
+            after = {k: v for k, v in (after or {}).items() if k == "state"} or None
+        out.append({"at": local(e.at).strftime("%Y-%m-%d %H:%M:%S"), "actor": e.actor_name, "ip": e.ip,
+                    "action": AUDIT_ACTION_NAMES.get(e.action, e.action), "reason": e.reason,
+                    "changes": _changes(before, after) if (before or after) else []})
+    return out
 
 
 FIELD_LABELS = {

@@ -22,6 +22,7 @@ from models.cases import Case
 from models.catalog import Activity, Category
 from models.clock import local
 from models.contacts import CONTACT_KINDS, Contact
+from models.deadlines import EFFECTS
 from models.fields import FieldErrors
 from models.org import GRADE_NAMES, STUDENT_STATUSES, District, School, SchoolClass, Student
 from models.records import Record
@@ -30,6 +31,7 @@ from seed import shanghai
 from views.actions import perform
 from views.base import EditOnly, ReadOnly, ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
+from views.deadlines import DeadlinesView
 from views.home import home_context
 from views.i18n import _l, localized
 from views.queues import CaseView, CorrectionQueueView, ReviewQueueView
@@ -314,7 +316,7 @@ class CategoryCatalogView(ScopedModelView):
 
 
 AUDIT_ACTIONS = {**workflow.ACTION_LABELS, "create": "新建", "update": "修改", "edit": "修改", "delete": "删除",
-                 "login": "登录", "preconfirm": "预确认", "auto_confirm": "逾期默认通过", "escalate": "升级为问题数据"}
+                 "login": "登录", "preconfirm": "预确认", **{code: e.name for code, e in EFFECTS.items()}}
 _MODEL_LABELS = {model.__name__: label for model, label in policy.MODEL_NAMES.items()}
 
 
@@ -374,6 +376,8 @@ def init_admin(app) -> Admin:
     admin.add_view(ContactView(Contact, name=_l("联系信息表"), category=_l("学校与班级"), endpoint="contacts"))
     admin.add_view(TermView(Term, name=_l("学期"), category=_l("学期安排"), endpoint="terms"))
     admin.add_view(WindowView(PhaseWindow, name=_l("阶段时间"), category=_l("学期安排"), endpoint="windows"))
+    admin.add_view(DeadlinesView(name=_l("自动任务"), category=_l("学期安排"), endpoint="deadlines",
+                                 url="/admin/deadlines"))
     admin.add_view(CategoryCatalogView(Category, name=_l("记录类别"), category=_l("学期安排"), endpoint="categories"))
     admin.add_view(UserView(User, name=_l("账号"), category=_l("账号与权限"), endpoint="users"))
     admin.add_view(GrantView(RoleGrant, name=_l("角色授权"), category=_l("账号与权限"), endpoint="grants"))
