@@ -91,9 +91,12 @@ class Effect:
             return None
         return (window.starts_at if self.edge == "start" else window.ends_at) + self.offset
 
-    def summary(self, counts: dict) -> str:
+    def summary(self, counts: dict, lang: str = "zh") -> str:
         """What it did, in a line ("已自动确认 12,345 条")."""
-        return SUMMARIES[self.code].format(**{k: f"{v:,}" for k, v in counts.items() if isinstance(v, int)})
+        table = SUMMARIES_EN if lang == "en" else SUMMARIES
+        if counts.get("late"):
+            return "Deadline already passed: no reminder sent" if lang == "en" else "截止时间已过，未发送提醒"
+        return table[self.code].format(**{k: f"{v:,}" for k, v in counts.items() if isinstance(v, int)})
 
 
 DAY = timedelta(hours=24)
@@ -129,6 +132,18 @@ SUMMARIES = {
     "close_appeals": "已停止受理：本期申诉 {appeals} 件，其中未办结 {open} 件",
     "remind_issue_handling": "已提醒 {users} 人",
     "flag_overdue": "逾期未办结 {cases} 件",
+}
+SUMMARIES_EN = {
+    "lock_participants": "List locked: {participants} taking part, {non_participants} not",
+    "remind_student_entry": "{users} reminded",
+    "remind_confirmation": "{users} reminded",
+    "auto_confirm": "{records} confirmed by default",
+    "remind_correction": "{users} reminded",
+    "escalate": "{records} became problem data",
+    "open_publication": "{users} told",
+    "close_appeals": "Intake closed: {appeals} appeals, {open} still open",
+    "remind_issue_handling": "{users} reminded",
+    "flag_overdue": "{cases} cases overdue",
 }
 
 
@@ -221,7 +236,10 @@ def run(code: str, cohort_id: int, *, at: datetime | None = None, trigger: str =
         db.session.rollback()
         return None
     try:
-        counts = IMPLEMENTATIONS[code](run_id, cohort, at)
+        if effect.offset and at >= due - effect.offset:
+            counts = {"users": 0, "late": 1}  # a reminder caught up after its deadline would mislead
+        else:
+            counts = IMPLEMENTATIONS[code](run_id, cohort, at)
         seconds = time.perf_counter() - started
         db.session.execute(sa.update(DeadlineRun).where(DeadlineRun.id == run_id).values(
             status="done", counts=counts, seconds=round(seconds, 3), error=""))
@@ -463,10 +481,12 @@ def _remind_issue_handling(run_id: int, cohort: Cohort, at: datetime) -> dict:
 
 def _open_publication(run_id: int, cohort: Cohort, at: datetime) -> dict:
     end = cohort.window("publication").ends_at
-    students = sa.and_(Student.id.in_(cohort_students(cohort)), Student.status.not_in(NON_PARTICIPANT_STATUSES))
-    users = _notify("published", run_id, cohort, end, at, sa.select(RoleGrant.user_id, sa.literal(0)).where(
-        RoleGrant.role.in_(("student", "parent")),
-        RoleGrant.student_id.in_(sa.select(Student.id).where(students))).group_by(RoleGrant.user_id))
+    taking_part = sa.select(Student.id).where(Student.id.in_(cohort_students(cohort)),
+                                              Student.status.not_in(NON_PARTICIPANT_STATUSES))
+    users = 0
+    for role, kind in (("student", "published"), ("parent", "published_parent")):
+        users += _notify(kind, run_id, cohort, end, at, sa.select(RoleGrant.user_id, sa.literal(0)).where(
+            RoleGrant.role == role, RoleGrant.student_id.in_(taking_part)).group_by(RoleGrant.user_id))
     return {"users": users}
 
 

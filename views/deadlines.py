@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, jsonify, redirect, request, url_for
 from flask_admin import BaseView, expose
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
@@ -56,6 +57,7 @@ class DeadlinesView(BaseView):
     @expose("/")
     def index(self):
         at = now()
+        lang = "en" if str(get_locale()) == "en" else "zh"
         entries = [e for d in self._districts() for e in deadlines.schedule(d)]
         queued = {}
         try:
@@ -70,7 +72,7 @@ class DeadlinesView(BaseView):
                 "cohort": e.cohort.name, "term": e.cohort.term.name, "cohort_id": e.cohort.id,
                 "effect": e.effect.code, "name": pick(e.effect.name, e.effect.name_en),
                 "due": local(e.due_at), "state": state, "state_name": STATE_NAMES[state],
-                "summary": e.effect.summary(run.counts) if run is not None and run.status == "done" else "",
+                "summary": e.effect.summary(run.counts, lang) if run is not None and run.status == "done" else "",
                 "ran_at": local(run.ran_at) if run else None, "seconds": run.seconds if run else None,
                 "trigger": run.trigger if run else "", "error": run.error if run else "",
                 "attempts": run.attempts if run else 0,
@@ -150,6 +152,7 @@ MESSAGES = {
     "handle": (_l("有 %(count)s 件申诉或问题数据等待您处理或审核。问题处理将于 %(due)s 截止。"), "cases_admin.index_view"),
     "fix": (_l("有 %(count)s 件已受理的申诉等待您修改。问题处理将于 %(due)s 截止。"), "cases_admin.index_view"),
     "published": (_l("公示已开始：可查看本人和同班同学的纪实报告。如有异议，请在 %(due)s 前在线申诉。"), "me.classmates"),
+    "published_parent": (_l("公示已开始：可查看孩子的纪实报告。如有异议，请提醒孩子在 %(due)s 前在线申诉。"), "me.report"),
 }
 
 
