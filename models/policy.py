@@ -24,7 +24,7 @@ from models.cases import Case
 from models.catalog import Activity, Category, Dimension
 from models.clock import local, now
 from models.contacts import Contact
-from models.deadlines import DeadlineRun
+from models.deadlines import DeadlineRun, Notification
 from models.org import NON_PARTICIPANT_STATUSES, City, District, School, SchoolClass, Student
 from models.owners import owner_ids
 from models.records import Record
@@ -99,6 +99,8 @@ RULES: dict[type, dict[str, Rule]] = {
     AuditEvent: {"view": _r("district_admin", "school_admin")},
     # Deadline effects of the district's schedule: seen and re-run (catch-up, retry) by its admin.
     DeadlineRun: {"view": _r("district_admin"), "run": _r("district_admin")},
+    # A user's inbox is theirs alone, whatever their role.
+    Notification: {"view": Rule(EVERYONE), "edit": Rule(EVERYONE)},
     Record: {"view": Rule(EVERYONE)},
     # Appeals and problem data: auditors and clerks of the case's levels, school oversight, the district
     # admin; students see the cases they filed or that are theirs to correct (scope), parents their child's.
@@ -115,7 +117,7 @@ MODEL_NAMES = {
     City: "市", District: "区", School: "学校", SchoolClass: "班级", Student: "学生", Activity: "活动项目",
     Contact: "联系人", User: "账号", RoleGrant: "角色授权", Term: "学期", Cohort: "年级组", PhaseWindow: "阶段时间",
     Profile: "评价方案", Dimension: "维度", Category: "记录类别", AuditEvent: "操作记录", Record: "记录",
-    Case: "申诉/问题数据", DeadlineRun: "自动任务",
+    Case: "申诉/问题数据", DeadlineRun: "自动任务", Notification: "消息",
 }
 
 
@@ -292,6 +294,8 @@ def _clause(grant: RoleGrant, model: type):
         return _by_district(Term.district_id, grant)
     if model is DeadlineRun:
         return _by_district(DeadlineRun.district_id, grant)
+    if model is Notification:
+        return Notification.user_id == grant.user_id
     if model is Cohort:
         return Cohort.term_id.in_(sa.select(Term.id).where(_by_district(Term.district_id, grant)))
     if model is PhaseWindow:

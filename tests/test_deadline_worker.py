@@ -267,3 +267,26 @@ def test_a_worker_killed_mid_effect_changes_nothing_and_the_rerun_completes_once
     # And the worker, run again, finds nothing more to do.
     _worker(wctx, pin=at_iso)
     assert _state(cohort.id)["records"] == expected["records"]
+
+
+def test_without_redis_the_web_process_ticks_by_itself(wapp):
+    """The embedded default: no worker, no Redis; the ticker thread applies whatever is due."""
+    from jobs import ticker
+
+    with wapp.app_context():
+        due = len(deadlines.pending(datetime.now(UTC)))
+    assert due > 0
+    stop = ticker.start(wapp, interval=0.5)
+    assert stop is not None and ticker.start(wapp) is None  # one ticker per process
+    try:
+        deadline = time.time() + 60
+        with wapp.app_context():
+            while deadlines.pending(datetime.now(UTC)):
+                assert time.time() < deadline, "the ticker did not catch up"
+                db.session.remove()
+                time.sleep(0.2)
+            runs = db.session.execute(sa.select(DeadlineRun.trigger, DeadlineRun.status)).all()
+            assert {r.status for r in runs} == {"done"} and "tick" in {r.trigger for r in runs}
+            db.session.remove()
+    finally:
+        ticker.reset()

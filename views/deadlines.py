@@ -179,13 +179,13 @@ def unread_count() -> int:
     if not current_user.is_authenticated:
         return 0
     return db.session.execute(sa.select(sa.func.count(Notification.id)).where(
-        Notification.user_id == current_user.id, Notification.read_at.is_(None))).scalar_one()
+        policy.scope(current_user, Notification), Notification.read_at.is_(None))).scalar_one()
 
 
 @bp.route("/inbox")
 @login_required
 def inbox():
-    rows = db.session.execute(sa.select(Notification).where(Notification.user_id == current_user.id)
+    rows = db.session.execute(sa.select(Notification).where(policy.scope(current_user, Notification))
                               .order_by(Notification.id.desc()).limit(200)).scalars().all()
     items = [{"text": message_text(n), "link": message_link(n), "at": local(n.created_at), "unread": n.read_at is None}
              for n in rows]
@@ -196,7 +196,7 @@ def inbox():
 @login_required
 def mark_read():
     db.session.execute(sa.update(Notification).where(
-        Notification.user_id == current_user.id, Notification.read_at.is_(None)).values(read_at=now()))
+        policy.scope(current_user, Notification, "edit"), Notification.read_at.is_(None)).values(read_at=now()))
     db.session.commit()
     return redirect(url_for(".inbox"))
 
