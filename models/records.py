@@ -22,6 +22,9 @@ RECORD_STATES = {
 }
 # What publication shows (SPEC §6): confirmed, corrected or submitted-for-publication data.
 PUBLISHED_STATES = ("confirmed", "corrected", "final")
+# States in which a record waits for someone's action (the queues' index holds these only).
+PENDING_STATES = ("draft", "submitted", "reviewed", "entered", "rejected", "problem")
+PENDING_SQL = "state IN (" + ", ".join(f"'{s}'" for s in PENDING_STATES) + ")"
 
 
 class Record(TimestampMixin, db.Model):
@@ -31,8 +34,11 @@ class Record(TimestampMixin, db.Model):
         sa.Index("ix_records_school_term_category", "school_id", "term_id", "category_id", "id"),
         # Limits and a student's own page.
         sa.Index("ix_records_student_term_category", "student_id", "term_id", "category_id"),
-        # Queues: a school's records in one state (rejected → correction queue, submitted → review queue).
-        sa.Index("ix_records_school_state", "school_id", "state"),
+        # Queues: a school's records still waiting for someone (rejected → correction queue, submitted →
+        # review queue, entered → to confirm, drafts). Partial: published records (the bulk of a term) are
+        # not in it, so moving a million records to "confirmed" at a deadline adds nothing to it.
+        sa.Index("ix_records_school_state", "school_id", "state",
+                 postgresql_where=sa.text(PENDING_SQL), sqlite_where=sa.text(PENDING_SQL)),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     term_id: Mapped[int] = mapped_column(sa.ForeignKey("terms.id"))
