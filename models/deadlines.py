@@ -13,6 +13,8 @@ the appeals received, the cases left overdue) and tell people (the inbox).
 """
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -200,10 +202,10 @@ def schedule(district_id: int | None = None) -> list[Entry]:
     return entries
 
 
-def pending(at: datetime, district_id: int | None = None, *, retry_failed: bool = True) -> list[Entry]:
+def pending(at: datetime, district_id: int | None = None) -> list[Entry]:
     """What is due and not done (failed ones while they have attempts left)."""
     return [e for e in schedule(district_id) if e.due_at <= at and not e.done
-            and (e.run is None or (retry_failed and e.run.attempts < MAX_AUTO_ATTEMPTS))]
+            and (e.run is None or e.run.attempts < MAX_AUTO_ATTEMPTS)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,8 +217,6 @@ def run(code: str, cohort_id: int, *, at: datetime | None = None, trigger: str =
 
     Raises NotDue before its time. A failure rolls everything back, is recorded on the run's row
     (status failed, error, attempts) and re-raised."""
-    import time
-
     at = at or now()
     effect = EFFECTS[code]
     cohort = db.session.get(Cohort, cohort_id)
@@ -295,13 +295,9 @@ def _record_failure(effect, cohort_id, district_id, due, at, trigger, exc) -> No
 def _fault_point(code: str) -> None:
     """Fault injection for the crash tests: with CQE_FAULT_PAUSE=<effect>:<seconds>, pause after the
     effect's statements and before its commit, announcing it in the file CQE_FAULT_MARK."""
-    import os
-
     spec = os.environ.get("CQE_FAULT_PAUSE", "")
     if not spec or spec.split(":")[0] != code:
         return
-    import time
-
     mark = os.environ.get("CQE_FAULT_MARK")
     if mark:
         with open(mark, "w") as fh:
