@@ -24,6 +24,7 @@ from forms.base import CQEForm
 from models import policy, workflow
 from models.base import db
 from models.fields import FieldErrors
+from views.export import StreamedExport
 
 
 def deny(exc: policy.Denied):
@@ -96,7 +97,7 @@ class EditOnly:
         return False
 
 
-class ScopedModelView(CurrentSession, ModelView):
+class ScopedModelView(CurrentSession, StreamedExport, ModelView):
     list_template = "cqe/model_list.html"
     form_base_class = CQEForm
     page_size = 20

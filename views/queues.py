@@ -128,6 +128,11 @@ class CaseView(ReadOnly, ScopedModelView):
         "created_at": lambda v, c, m, n: local(m.created_at).strftime("%Y-%m-%d %H:%M"),
         "due_at": lambda v, c, m, n: local(m.due_at).strftime("%Y-%m-%d %H:%M") if m.due_at else "",
     }
+
+    def export_loader_options(self):
+        return (selectinload(Case.student), selectinload(Case.school_class), selectinload(Case.school),
+                selectinload(Case.category))
+
     column_filters = [
         IntEqualFilter(Case.school_id, _l("学校"), options=_school_options),
         IntEqualFilter(Case.class_id, _l("班级"), options=_class_options),
