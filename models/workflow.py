@@ -250,20 +250,22 @@ def _check_activities(category: Category, student: Student, term: Term, data: di
             raise FieldErrors({spec["name"]: f"{spec['label']}：请从本校或本区的活动项目中选择。"})
 
 
-def check_limits(category: Category, student: Student, term: Term, exclude_id: int | None = None) -> None:
-    """Per-term and per-school-year limits (SPEC §3), with a message naming the limit."""
+def check_limits(category: Category, student: Student, term: Term, exclude_id: int | None = None,
+                 earlier: int = 0) -> None:
+    """Per-term and per-school-year limits (SPEC §3), with a message naming the limit; ``earlier``
+    counts records of the same batch not saved yet."""
     base = sa.select(sa.func.count(Record.id)).where(Record.student_id == student.id, Record.category_id == category.id)
     if exclude_id is not None:
         base = base.where(Record.id != exclude_id)
     if category.per_term_limit:
-        have = db.session.execute(base.where(Record.term_id == term.id)).scalar_one()
+        have = db.session.execute(base.where(Record.term_id == term.id)).scalar_one() + earlier
         if have >= category.per_term_limit:
             raise FieldErrors({None: (
                 f"「{category.name}」每学期最多录入{category.per_term_limit}条：{student.name}本学期已有{have}条。"
             )})
     if category.per_year_limit:
         same_year = sa.select(Term.id).where(Term.district_id == term.district_id, Term.school_year == term.school_year)
-        have = db.session.execute(base.where(Record.term_id.in_(same_year))).scalar_one()
+        have = db.session.execute(base.where(Record.term_id.in_(same_year))).scalar_one() + earlier
         if have >= category.per_year_limit:
             raise FieldErrors({None: (
                 f"「{category.name}」每学年只能录入{category.per_year_limit}条：{student.name}"
@@ -271,35 +273,54 @@ def check_limits(category: Category, student: Student, term: Term, exclude_id: i
             )})
 
 
+def prepare_record(user: User, category: Category, student: Student, data: dict, *, level: str | None = None,
+                   at: datetime | None = None, earlier: int = 0) -> Record:
+    """Every check of a new record (scope, role, window, fields, grade rules, limits) without saving it;
+    ``earlier``: records of the same student and category already accepted from the same batch."""
+    at = at or now()
+    if not policy.visible(user, student):
+        raise policy.Denied("学生不存在或不在您的权限范围内。", 404)
+    _check_student(category, student)
+    grade = student.school_class.grade
+    levels = entry_levels(user, category, grade)
+    if level is None:
+        if not levels:
+            raise policy.Denied(f"您的角色不能录入{GRADE_NAMES[grade]}的「{category.name}」。", 403)
+        level = levels[0]
+    term = policy.current_term(student.school.district_id)
+    if term is None:
+        raise WorkflowError("当前没有进行中的学期。")
+    record = Record(term=term, category=category, student=student, school_id=student.school_id, origin=level,
+                    entered_by=user, state=INITIAL_STATE[level], data={})
+    policy.require(user, "create", record, at)
+    clean = validate_data(category.fields, data)
+    _check_where(category, level, grade, clean)
+    _check_activities(category, student, term, clean)
+    check_limits(category, student, term, earlier=earlier)
+    record.data = clean
+    return record
+
+
 def create_record(user: User, category: Category, student: Student, data: dict, *,
                   level: str | None = None, at: datetime | None = None) -> Record:
-    at = at or now()
     try:
-        if not policy.visible(user, student):
-            raise policy.Denied("学生不存在或不在您的权限范围内。", 404)
-        _check_student(category, student)
-        grade = student.school_class.grade
-        levels = entry_levels(user, category, grade)
-        if level is None:
-            if not levels:
-                raise policy.Denied(f"您的角色不能录入{GRADE_NAMES[grade]}的「{category.name}」。", 403)
-            level = levels[0]
-        term = policy.current_term(student.school.district_id)
-        if term is None:
-            raise WorkflowError("当前没有进行中的学期。")
-        record = Record(term=term, category=category, student=student, school_id=student.school_id, origin=level,
-                        entered_by=user, state=INITIAL_STATE[level], data={})
-        policy.require(user, "create", record, at)
-        clean = validate_data(category.fields, data)
-        _check_where(category, level, grade, clean)
-        _check_activities(category, student, term, clean)
-        check_limits(category, student, term)
-        record.data = clean
+        record = prepare_record(user, category, student, data, level=level, at=at)
         with acting("create", ""):
             db.session.add(record)
             _commit("create")
         return record
     except (policy.Denied, FieldErrors, WorkflowError) as exc:
+        _fail(exc)
+
+
+def add_records(records: list[Record], reason: str) -> int:
+    """Save prepared records in one transaction, each with its history row (imports, the grid)."""
+    try:
+        with acting("create", reason):
+            db.session.add_all(records)
+            _commit("create", reason)
+        return len(records)
+    except (FieldErrors, WorkflowError) as exc:
         _fail(exc)
 
 

@@ -1,15 +1,22 @@
 """One list/create/edit view per record category, generated from the profile's declaration."""
 from __future__ import annotations
 
+import json
+import os
+import re
+import secrets
+from urllib.parse import quote
+
 import sqlalchemy as sa
-from flask import abort, g
+from flask import Response, abort, current_app, flash, g, redirect, request
 from flask_admin import expose
 from flask_admin.model.fields import AjaxSelectField
 from flask_login import current_user
 from jinja2 import pass_context
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload, selectinload
 from wtforms import validators as v
 
+from forms import imports
 from forms.base import PLEASE_CHOOSE, choices
 from forms.category import form_object, form_values, record_form_class
 from models import policy, workflow
@@ -17,11 +24,12 @@ from models.base import db
 from models.calendar import Term
 from models.catalog import Activity, Category
 from models.clock import local, now
-from models.fields import display_value
+from models.fields import FieldErrors, display_value
 from models.org import GRADE_NAMES, SchoolClass, Student
 from models.records import RECORD_STATES, Record
 from models.roles import LEVEL_NAMES
 from views.base import ScopedAjaxLoader, ScopedModelView
+from views.export import XLSX_MIME
 from views.i18n import _l, localized
 
 STAFF_ROLES = policy.STAFF
@@ -41,7 +49,124 @@ def category_row(code: str, profile_code: str) -> Category:
     return cache[(profile_code, code)]
 
 
-class CategoryView(ScopedModelView):
+class ImportMixin:
+    """下载导入模板 / 从 Excel 导入 on a category's list: check the whole file, then write on request."""
+
+    @property
+    def can_import(self) -> bool:
+        return not self._student_only() and self.can_create
+
+    def _require_import(self) -> None:
+        if not self.can_import:
+            abort(403, description=f"您的角色不能导入「{self.record_category.name}」。")
+
+    def _import_dir(self) -> str:
+        path = os.path.join(current_app.instance_path, "imports")
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def _upload(self, token: str) -> str:
+        if not re.fullmatch(r"[0-9a-f]{32}", token):
+            abort(404)
+        path = os.path.join(self._import_dir(), token)
+        try:
+            with open(path + ".json") as fh:
+                meta = json.load(fh)
+        except OSError:
+            abort(404)
+        if meta.get("user_id") != current_user.id or meta.get("category") != self.spec["code"]:
+            abort(404)
+        return path + ".xlsx"
+
+    def _classes(self):
+        grades = list(self.record_category.grades)
+        return db.session.execute(
+            sa.select(SchoolClass).where(policy.scope(current_user, SchoolClass), SchoolClass.grade.in_(grades))
+            .options(joinedload(SchoolClass.school)).order_by(SchoolClass.school_id, SchoolClass.grade, SchoolClass.number)
+        ).scalars().all()
+
+    @expose("/import/template/")
+    def import_template(self):
+        self._require_import()
+        students = []
+        class_id = request.args.get("class_id", type=int)
+        if class_id:
+            klass = db.session.get(SchoolClass, class_id)
+            if klass is None or not policy.visible(current_user, klass):
+                abort(404)
+            students = [s for s in db.session.execute(sa.select(Student).where(
+                Student.class_id == class_id, policy.scope(current_user, Student)).order_by(Student.xjh)).scalars()
+                if s.participates]
+        data = imports.template(self.record_category, students)
+        name = f"{self.record_category.name}-导入模板.xlsx"
+        return Response(data, mimetype=XLSX_MIME, headers={
+            "Content-Disposition": f"attachment; filename=template.xlsx; filename*=UTF-8''{quote(name)}"})
+
+    @expose("/import/", methods=("GET", "POST"))
+    def import_view(self):
+        self._require_import()
+        context = {"category_name": self.record_category.name, "rules": self.rules_text(), "page_title": "导入"}
+        if request.method == "GET":
+            return self.render("cqe/import.html", classes=self._classes(), report=None, **context)
+        upload = request.files.get("file")
+        if upload is None or not upload.filename:
+            flash("请选择要上传的 .xlsx 文件。", "error")
+            return redirect(self.get_url(".import_view"))
+        token = secrets.token_hex(16)
+        path = os.path.join(self._import_dir(), token)
+        upload.save(path + ".xlsx")
+        with open(path + ".json", "w") as fh:
+            json.dump({"user_id": current_user.id, "category": self.spec["code"], "name": upload.filename}, fh)
+        try:
+            with open(path + ".xlsx", "rb") as fh:
+                report = imports.check(current_user, self.record_category, imports.read(fh, self.record_category))
+        except imports.ImportFileError as exc:
+            flash(exc.message, "error")
+            return redirect(self.get_url(".import_view"))
+        return self.render("cqe/import.html", report=report, token=token, classes=[], **context)
+
+    @expose("/import/<token>/", methods=("POST",))
+    def import_commit(self, token: str):
+        self._require_import()
+        path = self._upload(token)
+        mode = request.form.get("mode")
+        try:
+            with open(path, "rb") as fh:
+                report = imports.check(current_user, self.record_category, imports.read(fh, self.record_category))
+        except imports.ImportFileError as exc:
+            flash(exc.message, "error")
+            return redirect(self.get_url(".import_view"))
+        if report.invalid and mode != "valid":
+            flash(f"文件中有 {len(report.invalid)} 行错误，未导入任何数据。可修改后重新上传，或选择仅导入无误的行。", "error")
+            return self.render("cqe/import.html", report=report, token=token, classes=[],
+                               category_name=self.record_category.name, rules=self.rules_text(), page_title="导入")
+        if not report.valid:
+            flash("没有可以导入的行。", "error")
+            return redirect(self.get_url(".import_view"))
+        try:
+            n = workflow.add_records([r.record for r in report.valid], f"从 Excel 导入（{len(report.valid)} 行）")
+        except (FieldErrors, workflow.WorkflowError) as exc:
+            flash(f"导入失败，未写入任何数据：{exc.message}", "error")
+            return redirect(self.get_url(".import_view"))
+        skipped = f"，有错误的 {len(report.invalid)} 行未导入" if report.invalid else ""
+        flash(f"已导入 {n} 条记录{skipped}。", "success")
+        return redirect(self.get_url(".index_view"))
+
+    @expose("/import/<token>/errors.xlsx")
+    def import_errors(self, token: str):
+        self._require_import()
+        path = self._upload(token)
+        with open(path, "rb") as fh:
+            try:
+                report = imports.check(current_user, self.record_category, imports.read(fh, self.record_category))
+            except imports.ImportFileError as exc:
+                abort(400, description=exc.message)
+            data = imports.error_workbook(fh, report)
+        return Response(data, mimetype=XLSX_MIME, headers={
+            "Content-Disposition": "attachment; filename=errors.xlsx"})
+
+
+class CategoryView(ImportMixin, ScopedModelView):
     """Records of one category in the current term. Subclassed per category by ``category_view``."""
 
     spec: dict = {}
@@ -311,3 +436,4 @@ def category_view(profile_code: str, spec: dict, dimension_name: str) -> Categor
     )
     return cls(Record, name=localized(spec["name"], spec.get("name_en")), category=dimension_name, endpoint=f"cat_{spec['code']}",
                url=f"/admin/records/{spec['code']}")
+
