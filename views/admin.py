@@ -1,8 +1,10 @@
 """The admin panel: home page, generated category views, and the organisation/accounts/schedule views."""
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import sqlalchemy as sa
-from flask import abort, redirect, request
+from flask import Response, abort, redirect, request
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.form import DateTimeField
 from flask_admin.menu import MenuLink
@@ -14,9 +16,11 @@ from wtforms import fields as wf
 from wtforms import validators as v
 
 from forms.base import choices
+from forms.contact_sheet import contact_sheet
 from models import policy, workflow
 from models.accounts import RoleGrant, User
 from models.audit import AuditEvent
+from models.base import db
 from models.calendar import PhaseWindow, Term
 from models.cases import Case
 from models.catalog import Activity, Category
@@ -32,6 +36,7 @@ from views.actions import perform
 from views.base import EditOnly, ReadOnly, ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.deadlines import DeadlinesView
+from views.export import XLSX_MIME
 from views.home import home_context
 from views.i18n import _l, localized
 from views.queues import CaseView, CorrectionQueueView, ReviewQueueView
@@ -198,6 +203,19 @@ class ContactView(ScopedModelView):
     }
     column_filters = ["kind"]
     column_editable_list = ["position", "mobile", "qq", "notes"]
+    list_template = "cqe/contact_list.html"
+
+    @expose("/sheet.xlsx")
+    def sheet(self):
+        """附件3 in the seed's layout, for the schools in the user's scope (the district: all of them)."""
+        schools = db.session.execute(sa.select(School).where(policy.scope(current_user, School))
+                                     .order_by(School.code)).scalars().all()
+        contacts = db.session.execute(sa.select(Contact).where(policy.scope(current_user, Contact))).scalars().all()
+        district = schools[0].district if schools else None
+        data = contact_sheet(district, schools, contacts)
+        name = f"{district.name if district else ''}初中学生综合素质评价工作联系信息表.xlsx"
+        return Response(data, mimetype=XLSX_MIME, headers={
+            "Content-Disposition": f"attachment; filename=contacts.xlsx; filename*=UTF-8''{quote(name)}"})
 
 
 class UserView(ScopedModelView):
