@@ -193,6 +193,7 @@ def check(user, category, rows: list[Row], at=None) -> Report:
         for s in db.session.execute(sa.select(Student).where(
                 Student.xjh.in_(chunk), policy.scope(user, Student))).scalars():
             students[s.xjh] = s
+    terms: dict[int, object] = {}
     earlier: Counter = Counter()
     seen: dict[tuple, int] = {}
     for row in rows:
@@ -208,8 +209,12 @@ def check(user, category, rows: list[Row], at=None) -> Report:
         if row.name and row.name != student.name:
             row.errors[NAME] = f"{NAME}：学籍号 {row.xjh} 是{student.name}，不是{row.name}"
             continue
+        district_id = student.school.district_id
+        if district_id not in terms:
+            terms[district_id] = policy.current_term(district_id)
         try:
-            record = workflow.prepare_record(user, category, student, row.data, at=at, earlier=earlier[student.id])
+            record = workflow.prepare_record(user, category, student, row.data, at=at, earlier=earlier[student.id],
+                                             term=terms[district_id], in_scope=True)
         except FieldErrors as exc:
             labels = {f["name"]: f["label"] for f in category.fields}
             labels["student"] = NAME
