@@ -172,9 +172,7 @@ def read(stream, category) -> list[Row]:
                 c = cell(spec["label"])
                 if c is not None and c.data_type == "f":
                     row.errors[spec["label"]] = f"{spec['label']}：不接受公式，请填写或粘贴为文本"
-                value = getattr(c, "value", None)
-                row.data[spec["name"]] = value.date().isoformat() if isinstance(value, datetime) else (
-                    _text(value) if value is not None and spec["type"] not in ("int", "decimal") else value)
+                row.data[spec["name"]] = _text(getattr(c, "value", None))
             rows.append(row)
         if not rows:
             raise ImportFileError(f"工作表「{DATA_SHEET}」中没有数据行。")

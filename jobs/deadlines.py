@@ -39,10 +39,9 @@ def apply_effect(code: str, cohort_id: int) -> dict:
 
 @job(timeout=TICK_TIMEOUT)
 @app_context
-def tick_job(at_iso: str | None = None, district_id: int | None = None) -> dict:
+def tick_job(district_id: int | None = None) -> dict:
     """Apply everything due and not yet done (a batch job: reports progress per effect)."""
-    at = datetime.fromisoformat(at_iso) if at_iso else None
-    results = deadlines.tick(at, district_id, trigger="rq", progress=progress)
+    results = deadlines.tick(district_id=district_id, trigger="rq", progress=progress)
     return summarize(results)
 
 

@@ -29,9 +29,9 @@ from models.calendar import Cohort, Term
 from models.cases import OPEN_CASE_STATES, PROBLEM_ROUTE, Case
 from models.clock import now
 from models.org import NON_PARTICIPANT_STATUSES, District, School, SchoolClass, Student
-from models.records import Record
+from models.records import CLERK_ORIGINS, Record
+from models.roles import CLERK_OF_LEVEL
 
-CLERK_ORIGINS = ("school", "district", "city")
 MAX_AUTO_ATTEMPTS = 3  # a failing effect is retried by the tick this often, then waits for the admin
 
 
@@ -408,10 +408,9 @@ def _notify(kind: str, run_id: int, cohort: Cohort, due: datetime | None, at: da
         .execution_options(preserve_rowcount=True)).rowcount
 
 
-def _per_user(role: str, join_on, where, count=None):
-    """(user_id, count) of the holders of ``role`` whose scope matches the rows (``join_on``)."""
-    target = Case if count is not None else Record
-    return (sa.select(RoleGrant.user_id, count if count is not None else sa.func.count(Record.id))
+def _per_user(role: str, target, join_on, where):
+    """(user_id, how many ``target`` rows) of the holders of ``role`` whose scope matches the rows."""
+    return (sa.select(RoleGrant.user_id, sa.func.count(target.id))
             .select_from(RoleGrant).join(target, join_on)
             .where(RoleGrant.role == role, where).group_by(RoleGrant.user_id))
 
@@ -430,7 +429,7 @@ def _remind_confirmation(run_id: int, cohort: Cohort, at: datetime) -> dict:
     end = cohort.window("confirmation").ends_at
     where = cohort_records(cohort, Record.state == "entered", Record.origin.in_(CLERK_ORIGINS))
     users = _notify("confirm", run_id, cohort, end, at, _per_user(
-        "student", RoleGrant.student_id == Record.student_id, where))
+        "student", Record, RoleGrant.student_id == Record.student_id, where))
     return {"users": users}
 
 
@@ -439,7 +438,7 @@ def _remind_correction(run_id: int, cohort: Cohort, at: datetime) -> dict:
     users = 0
     for role, origin in (("school_clerk", "school"), ("district_clerk", "district"), ("city_clerk", "city")):
         where = cohort_records(cohort, Record.state == "rejected", Record.origin == origin)
-        users += _notify("correct", run_id, cohort, end, at, _per_user(role, _record_scope_clause(role), where))
+        users += _notify("correct", run_id, cohort, end, at, _per_user(role, Record, _record_scope_clause(role), where))
     return {"users": users}
 
 
@@ -447,31 +446,30 @@ def _remind_student_entry(run_id: int, cohort: Cohort, at: datetime) -> dict:
     end = cohort.window("student_entry").ends_at
     unsent = cohort_records(cohort, Record.origin == "student", Record.state.in_(("draft", "reviewed")))
     users = _notify("submit", run_id, cohort, end, at, _per_user(
-        "student", RoleGrant.student_id == Record.student_id, unsent))
+        "student", Record, RoleGrant.student_id == Record.student_id, unsent))
     waiting = cohort_records(cohort, Record.origin == "student", Record.state == "submitted")
     class_of = sa.select(Student.class_id).where(Student.id == Record.student_id).scalar_subquery()
     users += _notify("review", run_id, cohort, end, at, _per_user(
-        "homeroom_teacher", RoleGrant.class_id == class_of, waiting))
+        "homeroom_teacher", Record, RoleGrant.class_id == class_of, waiting))
     return {"users": users}
 
 
 def _remind_issue_handling(run_id: int, cohort: Cohort, at: datetime) -> dict:
     end = cohort.window("issue_handling").ends_at
     users = 0
-    count = sa.func.count(sa.distinct(Case.id))
     for level in ("school", "district", "city"):
         scope = {"school": RoleGrant.school_id == Case.school_id,
                  "district": RoleGrant.district_id == Case.district_id,
                  "city": RoleGrant.city_id == sa.select(District.city_id).where(
                      District.id == Case.district_id).scalar_subquery()}[level]
         handle = cohort_cases(cohort, Case.handler_level == level, Case.state.in_(("open", "corrected")))
-        users += _notify("handle", run_id, cohort, end, at, _per_user(f"{level}_auditor", scope, handle, count))
+        users += _notify("handle", run_id, cohort, end, at, _per_user(f"{level}_auditor", Case, scope, handle))
         fix = cohort_cases(cohort, Case.corrector_level == level, Case.state == "accepted")
         users += _notify("fix", run_id, cohort, end, at, _per_user(
-            {"school": "school_clerk", "district": "district_clerk", "city": "city_clerk"}[level], scope, fix, count))
+            CLERK_OF_LEVEL[level], Case, scope, fix))
     own = cohort_cases(cohort, Case.corrector_level == "student", Case.state == "accepted")
     users += _notify("fix", run_id, cohort, end, at, _per_user(
-        "student", RoleGrant.student_id == Case.student_id, own, count))
+        "student", Case, RoleGrant.student_id == Case.student_id, own))
     return {"users": users}
 
 

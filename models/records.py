@@ -23,6 +23,8 @@ RECORD_STATES = {
 # What publication shows (SPEC §6): confirmed, corrected or submitted-for-publication data.
 PUBLISHED_STATES = ("confirmed", "corrected", "final")
 # States in which a record waits for someone's action (the queues' index holds these only).
+# Who enters data that students confirm (as opposed to what students write themselves).
+CLERK_ORIGINS = frozenset({"school", "district", "city"})
 PENDING_STATES = ("draft", "submitted", "reviewed", "entered", "rejected", "problem")
 PENDING_SQL = "state IN (" + ", ".join(f"'{s}'" for s in PENDING_STATES) + ")"
 

@@ -20,9 +20,10 @@ from models.calendar import PhaseWindow, Term
 from models.cases import CASE_STATES, OPEN_CASE_STATES, ROUTES, Case
 from models.catalog import Activity, Category
 from models.clock import now
+from models.deadlines import cohort_cases
 from models.fields import FieldErrors, validate_data
-from models.org import GRADE_NAMES, STUDENT_STATUSES, School, SchoolClass, Student
-from models.records import PUBLISHED_STATES, RECORD_STATES, Record
+from models.org import GRADE_NAMES, STUDENT_STATUSES, School, Student
+from models.records import CLERK_ORIGINS, PUBLISHED_STATES, RECORD_STATES, Record
 from models.roles import CLERK_OF_LEVEL, LEVEL_NAMES
 
 DELETED = None
@@ -45,7 +46,6 @@ class Transition:
     review: bool | None = None
 
 
-CLERK_ORIGINS = frozenset({"school", "district", "city"})
 STUDENT_ORIGIN = frozenset({"student"})
 _T = Transition
 
@@ -679,12 +679,9 @@ def shift_window(user: User, window: PhaseWindow, *, starts_at: datetime, ends_a
     save_object(user, window, "edit", apply, at=at, reason=reason)
     if window.phase == "issue_handling":
         # Open cases of the cohort are due when issue handling now ends.
-        grades = list(window.cohort.grades)
         with acting("edit", reason):
-            db.session.execute(sa.update(Case).where(
-                Case.term_id == window.cohort.term_id, Case.state.in_(OPEN_CASE_STATES),
-                Case.class_id.in_(sa.select(SchoolClass.id).where(SchoolClass.grade.in_(grades)))
-            ).values(due_at=ends_at).execution_options(synchronize_session=False))
+            db.session.execute(sa.update(Case).where(cohort_cases(window.cohort, Case.state.in_(OPEN_CASE_STATES)))
+                               .values(due_at=ends_at).execution_options(synchronize_session=False))
             _commit("edit")
     # The cohort's deadline jobs move with its windows (same job ids: nothing doubles).
     from jobs.deadlines import reschedule_quietly

@@ -304,8 +304,8 @@ def test_deadlines_page_shows_done_due_and_scheduled(client, login_as, at):
     for other in ("s1_admin", "district_clerk", "s1g9c1n01", "city_auditor"):
         login_as(other)
         assert client.get("/admin/deadlines/").status_code == 403
-        assert client.post("/admin/deadlines/catch-up", data={"csrf_token": csrf_from(client.get("/inbox").get_data(
-            as_text=True)) if other != "city_auditor" else ""}).status_code in (400, 403)
+        token = csrf_from(client.get("/inbox").get_data(as_text=True))
+        assert client.post("/admin/deadlines/catch-up", data={"csrf_token": token}).status_code == 403
 
 
 def test_catch_up_runs_as_a_job_with_progress(client, login_as, at, redis_conn):

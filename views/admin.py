@@ -26,13 +26,12 @@ from models.cases import Case
 from models.catalog import Activity, Category
 from models.clock import local
 from models.contacts import CONTACT_KINDS, Contact
-from models.deadlines import EFFECTS
 from models.fields import FieldErrors
 from models.org import GRADE_NAMES, STUDENT_STATUSES, District, School, SchoolClass, Student
 from models.records import Record
 from models.roles import ROLES
 from seed import shanghai
-from views.actions import perform
+from views.actions import AUDIT_ACTION_NAMES, perform
 from views.base import EditOnly, ReadOnly, ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.deadlines import DeadlinesView
@@ -333,8 +332,7 @@ class CategoryCatalogView(ScopedModelView):
     can_export = False
 
 
-AUDIT_ACTIONS = {**workflow.ACTION_LABELS, "create": "新建", "update": "修改", "edit": "修改", "delete": "删除",
-                 "login": "登录", "preconfirm": "预确认", **{code: e.name for code, e in EFFECTS.items()}}
+AUDIT_ACTIONS = {**AUDIT_ACTION_NAMES, "login": "登录", "preconfirm": "预确认"}
 _MODEL_LABELS = {model.__name__: label for model, label in policy.MODEL_NAMES.items()}
 
 

@@ -85,6 +85,15 @@ class ImportMixin:
             .options(joinedload(SchoolClass.school)).order_by(SchoolClass.school_id, SchoolClass.grade, SchoolClass.number)
         ).scalars().all()
 
+    def _check_file(self, path: str) -> imports.Report:
+        """Read and check a stored upload (every time: the data may have changed since it was checked)."""
+        with open(path, "rb") as fh:
+            return imports.check(current_user, self.record_category, imports.read(fh, self.record_category))
+
+    def _render_import(self, report=None, token=None):
+        return self.render("cqe/import.html", report=report, token=token, classes=[] if report else self._classes(),
+                           category_name=self.record_category.name, rules=self.rules_text(), page_title="导入")
+
     @expose("/import/template/")
     def import_template(self):
         self._require_import()
@@ -105,9 +114,8 @@ class ImportMixin:
     @expose("/import/", methods=("GET", "POST"))
     def import_view(self):
         self._require_import()
-        context = {"category_name": self.record_category.name, "rules": self.rules_text(), "page_title": "导入"}
         if request.method == "GET":
-            return self.render("cqe/import.html", classes=self._classes(), report=None, **context)
+            return self._render_import()
         upload = request.files.get("file")
         if upload is None or not upload.filename:
             flash("请选择要上传的 .xlsx 文件。", "error")
@@ -118,12 +126,11 @@ class ImportMixin:
         with open(path + ".json", "w") as fh:
             json.dump({"user_id": current_user.id, "category": self.spec["code"], "name": upload.filename}, fh)
         try:
-            with open(path + ".xlsx", "rb") as fh:
-                report = imports.check(current_user, self.record_category, imports.read(fh, self.record_category))
+            report = self._check_file(path + ".xlsx")
         except imports.ImportFileError as exc:
             flash(exc.message, "error")
             return redirect(self.get_url(".import_view"))
-        return self.render("cqe/import.html", report=report, token=token, classes=[], **context)
+        return self._render_import(report, token)
 
     @expose("/import/<token>/", methods=("POST",))
     def import_commit(self, token: str):
@@ -131,15 +138,13 @@ class ImportMixin:
         path = self._upload(token)
         mode = request.form.get("mode")
         try:
-            with open(path, "rb") as fh:
-                report = imports.check(current_user, self.record_category, imports.read(fh, self.record_category))
+            report = self._check_file(path)
         except imports.ImportFileError as exc:
             flash(exc.message, "error")
             return redirect(self.get_url(".import_view"))
         if report.invalid and mode != "valid":
             flash(f"文件中有 {len(report.invalid)} 行错误，未导入任何数据。可修改后重新上传，或选择仅导入无误的行。", "error")
-            return self.render("cqe/import.html", report=report, token=token, classes=[],
-                               category_name=self.record_category.name, rules=self.rules_text(), page_title="导入")
+            return self._render_import(report, token)
         if not report.valid:
             flash("没有可以导入的行。", "error")
             return redirect(self.get_url(".import_view"))
@@ -156,11 +161,11 @@ class ImportMixin:
     def import_errors(self, token: str):
         self._require_import()
         path = self._upload(token)
+        try:
+            report = self._check_file(path)
+        except imports.ImportFileError as exc:
+            abort(400, description=exc.message)
         with open(path, "rb") as fh:
-            try:
-                report = imports.check(current_user, self.record_category, imports.read(fh, self.record_category))
-            except imports.ImportFileError as exc:
-                abort(400, description=exc.message)
             data = imports.error_workbook(fh, report)
         return Response(data, mimetype=XLSX_MIME, headers={
             "Content-Disposition": "attachment; filename=errors.xlsx"})

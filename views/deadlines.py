@@ -128,7 +128,7 @@ class DeadlinesView(BaseView):
         except Exception:  # noqa: BLE001 - Redis down: do it in this request instead
             q = None
         if q is not None and len(districts) == 1:
-            job = q.enqueue(deadline_jobs.tick_job, None, districts[0], job_timeout=deadline_jobs.TICK_TIMEOUT,
+            job = q.enqueue(deadline_jobs.tick_job, districts[0], job_timeout=deadline_jobs.TICK_TIMEOUT,
                             result_ttl=3600, meta={"user_id": current_user.id, "progress": None})
             return redirect(url_for(".index", job=job.id))
         applied = failed = 0
