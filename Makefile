@@ -12,7 +12,7 @@ export CQE_NOW
 DATABASE_URL ?= sqlite:///$(CURDIR)/instance/cqe.sqlite
 export DATABASE_URL
 
-.PHONY: run test venv dev-venv migrate seed lint translations clean bench bench-quick bench-city worker tick
+.PHONY: run test venv dev-venv migrate seed lint translations vendor clean bench bench-quick bench-city worker tick
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ dev-venv: $(VENV)/.installed-dev
 translations: venv
 	$(BIN)/pybabel compile -d translations
 
+# Browser libraries (the roster grid's Tabulator) from the npm registry, pinned and integrity-checked.
+vendor: venv
+	$(BIN)/python tools/vendor.py
+
 migrate: venv
 	mkdir -p instance
 	$(BIN)/flask db upgrade
@@ -39,7 +43,7 @@ migrate: venv
 seed: migrate
 	$(BIN)/flask cqe seed-demo
 
-run: seed translations
+run: seed translations vendor
 	@echo "CQE: http://127.0.0.1:5000  (clock pinned at $(CQE_NOW); demo password cqe2022)"
 	$(BIN)/flask run --host 127.0.0.1 --port 5000
 
@@ -52,7 +56,7 @@ worker: migrate
 tick: migrate
 	$(BIN)/flask cqe tick
 
-test: dev-venv translations
+test: dev-venv translations vendor
 	$(BIN)/ruff check .
 	CQE_TEST_DB=sqlite $(BIN)/python -m pytest
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
@@ -76,4 +80,4 @@ lint: dev-venv
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) instance/cqe.sqlite*
+	rm -rf $(VENV) instance/cqe.sqlite* static/vendor

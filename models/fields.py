@@ -2,9 +2,12 @@
 all end here, so a value refused on one path is refused on every path with the same message."""
 from __future__ import annotations
 
+import re
 from datetime import date
 
 FIELD_TYPES = ("text", "textarea", "choice", "date", "int", "decimal", "activity")
+# How Excel and WPS show a date when a block is copied: 2022-03-01, 2022/3/1, 2022.3.1, 2022年3月1日.
+DATE_TEXT = re.compile(r"(\d{4})\s*[-/.年]\s*(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?")
 
 
 class FieldErrors(Exception):
@@ -44,8 +47,11 @@ def clean_value(spec: dict, value):
     if kind == "date":
         if isinstance(value, date):
             return value.isoformat()
+        match = DATE_TEXT.fullmatch(str(value).strip())
         try:
-            return date.fromisoformat(str(value).strip().replace("/", "-")).isoformat()
+            if match is None:
+                raise ValueError
+            return date(*(int(part) for part in match.groups())).isoformat()
         except ValueError:
             raise ValueError(f"「{value}」不是有效日期（格式：2022-03-01）") from None
     if kind in ("int", "activity"):

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import re
 import sys
+import threading
+from contextlib import contextmanager
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
@@ -82,6 +84,69 @@ def _reset_schema(app) -> None:
             conn.execute(sa.text("DROP SCHEMA IF EXISTS public CASCADE"))
             conn.execute(sa.text("CREATE SCHEMA public"))
     upgrade(directory=os.path.join(ROOT, "migrations"))
+
+
+def own_database_url(tmp_path_factory, suffix: str) -> str:
+    """A database of a test module's own, for tests whose other processes or threads must see committed
+    data (a worker, a live server): ``<test db>_<suffix>`` on PostgreSQL, a fresh file on SQLite."""
+    pg = os.environ.get("TEST_DATABASE_URL") if DB_KIND == "postgresql" else None
+    if not pg:
+        return f"sqlite:///{tmp_path_factory.mktemp(suffix)}/{suffix}.sqlite"
+    base = sa.engine.make_url(pg)
+    name = f"{base.database}_{suffix}"
+    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    engine.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "artifacts")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (no browser download): missing in CI is a failure."""
+    if not os.path.exists(CHROMIUM):
+        if IN_CI:
+            pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
+        pytest.skip("chromium not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+        )
+        yield b
+        b.close()
+
+
+@contextmanager
+def serving(app):
+    """The app on a real HTTP server in a thread; yields its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
+
+
+def browser_login(page, base: str, username: str, password: str = "cqe2022") -> None:
+    page.goto(f"{base}/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base}/admin/")
 
 
 def _seed_other_city() -> None:

@@ -3,53 +3,17 @@ student and screenshots their home pages (tests/artifacts/*.png)."""
 from __future__ import annotations
 
 import os
-import threading
 
 import pytest
-from werkzeug.serving import make_server
+from conftest import ARTIFACTS, browser_login, serving
 
 from models import clock
-
-CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = os.path.join(os.path.dirname(__file__), "artifacts")
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 @pytest.fixture(scope="module")
 def live_server(app):
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        if IN_CI:
-            pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
-        pytest.skip("chromium not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
-        yield b
-        b.close()
-
-
-def _login(page, base, username):
-    page.goto(f"{base}/login")
-    page.fill("input[name=username]", username)
-    page.fill("input[name=password]", "cqe2022")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{base}/admin/")
+    with serving(app) as base:
+        yield base
 
 
 @pytest.mark.parametrize(
@@ -65,7 +29,7 @@ def test_home_pages(live_server, browser, username, viewport, expect):
     context = browser.new_context(viewport=viewport, locale="zh-CN")
     page = context.new_page()
     try:
-        _login(page, live_server, username)
+        browser_login(page, live_server, username)
         text = page.inner_text("body")
         for word in expect:
             if word == "校级体育比赛":
@@ -96,7 +60,7 @@ def test_student_confirms_and_appeals_on_a_phone(live_server, browser):
     page = context.new_page()
     try:
         clock.pin("2022-03-25 09:00")
-        _login(page, live_server, "s3g8c1n01")
+        browser_login(page, live_server, "s3g8c1n01")
         page.click("text=确认与填报")
         page.wait_for_url(f"{live_server}/me/records")
         assert page.locator("#confirm-all").count() == 1
@@ -127,7 +91,7 @@ def test_student_confirms_and_appeals_on_a_phone(live_server, browser):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page = context.new_page()
     try:
-        _login(page, live_server, "s3_auditor")
+        browser_login(page, live_server, "s3_auditor")
         assert "待处理申诉" in page.inner_text("body")
         page.goto(f"{live_server}/admin/cases/")
         page.screenshot(path=os.path.join(ARTIFACTS, "cases-queue-s3_auditor.png"), full_page=True)

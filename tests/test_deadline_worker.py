@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import IN_CI, REDIS_URL, ROOT, _reset_schema
+from conftest import IN_CI, REDIS_URL, ROOT, _reset_schema, own_database_url
 from sqlalchemy.orm import scoped_session, sessionmaker
 
 from app import create_app
@@ -22,20 +22,6 @@ from models import AuditEvent, Case, Cohort, District, Record, Term, User, db, d
 from models.deadlines import DeadlineRun
 
 pytestmark = pytest.mark.skipif(not REDIS_URL and not IN_CI, reason="REDIS_URL not set (local run without Redis)")
-
-
-def _worker_db_url(tmp_path_factory) -> str:
-    pg = os.environ.get("TEST_DATABASE_URL") if os.environ.get("CQE_TEST_DB") == "postgresql" else None
-    if not pg:
-        return f"sqlite:///{tmp_path_factory.mktemp('worker')}/worker.sqlite"
-    base = sa.engine.make_url(pg)
-    name = f"{base.database}_worker"
-    engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    engine.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def _redis_url() -> str:
@@ -51,7 +37,7 @@ def _redis_url() -> str:
 def wapp(tmp_path_factory):
     import redis
 
-    url = _worker_db_url(tmp_path_factory)
+    url = own_database_url(tmp_path_factory, "worker")
     redis_url = _redis_url()
     conn = redis.Redis.from_url(redis_url)
     conn.flushdb()
