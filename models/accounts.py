@@ -21,6 +21,10 @@ class User(UserMixin, TimestampMixin, db.Model):
     active: Mapped[bool] = mapped_column(default=True)
     locale: Mapped[str | None] = mapped_column(sa.String(16), nullable=True)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Set on accounts created with an initial password (register import, account slips): the holder must
+    # choose their own password before using anything else.
+    must_change_password: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    mobile: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)  # parents' 家长手机 from the register
     grants = relationship("RoleGrant", back_populates="user", cascade="all, delete-orphan", lazy="selectin")
 
     @property

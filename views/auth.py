@@ -1,4 +1,9 @@
-"""Login and logout. ``next`` may only point inside this site."""
+"""Login, logout and the password page. ``next`` may only point inside this site.
+
+An account holding an initial password (``must_change_password``: created by the register import, or
+its password reissued on an account slip) is sent to ``/password`` from every page until it has chosen
+its own password; only that page, logout, static files and the health check stay reachable.
+"""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -6,16 +11,17 @@ from urllib.parse import urlsplit
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
-from wtforms.validators import InputRequired
+from wtforms.validators import EqualTo, InputRequired
 
 from models.accounts import User
 from models.audit import Actor, acting, set_actor
 from models.base import db
 from models.clock import now
+from views.actions import render_page
 
 bp = Blueprint("auth", __name__)
 
@@ -29,6 +35,49 @@ class LoginForm(FlaskForm):
 
 class LogoutForm(FlaskForm):
     pass
+
+
+class PasswordForm(FlaskForm):
+    old_password = PasswordField(_l("当前密码"), validators=[InputRequired(message=_l("当前密码：必填"))])
+    new_password = PasswordField(_l("新密码"), validators=[InputRequired(message=_l("新密码：必填"))])
+    confirm = PasswordField(_l("再次输入新密码"), validators=[
+        InputRequired(message=_l("再次输入新密码：必填")),
+        EqualTo("new_password", message=_l("再次输入新密码：两次输入的新密码不一致"))])
+    next = HiddenField()
+
+
+MIN_PASSWORD_LENGTH = 8
+
+
+def password_problems(user: User, new: str, old: str | None = None) -> list[str]:
+    """What is wrong with a password a person chose, as sentences; empty when it is acceptable.
+
+    Deliberately simple rules people can follow on a phone: long enough, letters and digits, not the
+    username, not the password being replaced (an initial password printed on a slip must go)."""
+    problems = []
+    if len(new) < MIN_PASSWORD_LENGTH:
+        problems.append(gettext("新密码：至少 %(n)s 位", n=MIN_PASSWORD_LENGTH))
+    if not any(c.isascii() and c.isalpha() for c in new) or not any(c.isdigit() for c in new):
+        problems.append(gettext("新密码：须同时包含字母和数字"))
+    if new.strip().lower() == user.username.lower():
+        problems.append(gettext("新密码：不能与用户名相同"))
+    if old is not None and new == old:
+        problems.append(gettext("新密码：不能与当前密码相同"))
+    return problems
+
+
+# Endpoints an account with an initial password may still reach.
+PASSWORD_EXEMPT = {"auth.password", "auth.logout", "auth.login", "static", "admin.static", "health.healthz"}
+
+
+@bp.before_app_request
+def _force_password_change():
+    if request.endpoint in PASSWORD_EXEMPT or not current_user.is_authenticated:
+        return None
+    if not current_user.must_change_password:
+        return None
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("auth.password", next=target))
 
 
 def safe_next(target: str | None) -> str | None:
@@ -60,8 +109,36 @@ def login():
             with acting("login"):
                 user.last_login_at = now()
                 db.session.commit()
-            return redirect(safe_next(form.next.data) or url_for("admin.index"))
+            target = safe_next(form.next.data)
+            if user.must_change_password:
+                return redirect(url_for("auth.password", next=target))
+            return redirect(target or url_for("admin.index"))
     return render_template("cqe/login.html", form=form)
+
+
+@bp.route("/password", methods=["GET", "POST"])
+@login_required
+def password():
+    """Change one's own password: required after an initial password, available to everyone."""
+    form = PasswordForm(next=request.args.get("next", ""))
+    forced = current_user.must_change_password
+    errors: list[str] = []
+    if form.validate_on_submit():
+        user = current_user._get_current_object()
+        if not user.check_password(form.old_password.data):
+            form.old_password.errors = [gettext("当前密码：不正确")]
+        else:
+            errors = password_problems(user, form.new_password.data, form.old_password.data)
+            if not errors:
+                with acting("change_password", gettext("本人修改密码")):
+                    user.set_password(form.new_password.data)
+                    user.must_change_password = False
+                    db.session.commit()
+                flash(gettext("密码已修改。"), "success")
+                return redirect(safe_next(form.next.data) or url_for("admin.index"))
+            form.new_password.errors = errors
+    return render_page("cqe/password.html", form=form, forced=forced, min_length=MIN_PASSWORD_LENGTH,
+                       page_title=gettext("修改密码"))
 
 
 @bp.route("/logout", methods=["POST"])
