@@ -65,6 +65,14 @@ class Config:
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     # Without Redis, serving web processes apply due deadlines every minute (jobs/ticker.py).
     CQE_TICKER = env_bool("CQE_TICKER", True)
+    # Imports of more data rows than this are checked and written by an RQ job with a progress bar.
+    CQE_IMPORT_INLINE_ROWS = env_int("CQE_IMPORT_INLINE_ROWS", 2000)
+    # 确认单 QR codes open the student's report through a signed link valid this many days from printing.
+    CQE_REPORT_LINK_DAYS = env_int("CQE_REPORT_LINK_DAYS", 90)
+    # The signed 汇总表 scan a principal uploads (PDF, JPG or PNG, by content).
+    CQE_SUMMARY_MAX_BYTES = env_int("CQE_SUMMARY_MAX_BYTES", 10 * 1024 * 1024)
+    # Where the scans are kept (by content hash); default instance/summaries. Back it up with the database.
+    CQE_SUMMARY_DIR = env_str("CQE_SUMMARY_DIR")
     TESTING = False
 
 

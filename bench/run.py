@@ -8,7 +8,12 @@ Writes bench/results.json: {"dataset": …, "metrics": {NAME: {"ours_ms", "basel
 "ratio", "runs"}}} for SQLite and, under "results_postgresql", the same for PostgreSQL. Every timing
 is the median of at least 5 runs after a warm-up, both sides measured in the same run, except the
 deadline effects ("auto_confirm", "escalate": in seconds too, "ours_s"/"baseline_s", with the workload's
-size, "records"), where a run of seconds (a million records) is the median of 3; see measure_deadlines.
+size, "records"), where a run of seconds (a million records) is the median of 3; see measure_deadlines;
+and the xlsx import ("import_xlsx": "rows", "ours_s", "baseline_s", "ratio", "peak_mb", "check_s"), the
+median of 3 at 20,000 rows or more, peak memory measured apart in a child process; see measure_import;
+"grid_save" (a class of 45 saved from the grid, "peak_mb" by tracemalloc), "report_pdf" (one 纪实报告 as
+a PDF beside the same report as HTML) and "report_batch" (a school's reports as a zip: "reports_per_second",
+"ms_per_report"; two classes below 10,000 students); see measure_grid and measure_reports.
 """
 from __future__ import annotations
 
@@ -427,12 +432,343 @@ def measure_deadlines(app) -> dict:
     return out
 
 
+# The import of a category's xlsx file at scale (forms/imports.py, jobs/imports.py). The workload: 学业水平
+# 考试结果 (academic_exam, entered by the district clerk) for two subjects of each student of the first
+# district, in the students' order — min(100,000, 2 × students) rows: 100,000 at the default --students
+# 50,000 (a whole district, more students add districts, not rows), 4,000 at --students 2,000. The file
+# is written once per run into bench/data; every imported record and its history row are written for real.
+IMPORT_ROWS = 100_000
+IMPORT_SUBJECTS = ("物理", "化学")
+IMPORT_RESULTS = ("合格", "优秀", "良好", "不合格")
+IMPORT_CLERK = "scale01_district_clerk"
+
+
+def import_rows(students: int) -> int:
+    from seed.scale import STUDENTS_PER_DISTRICT
+
+    return min(IMPORT_ROWS, 2 * min(students, STUDENTS_PER_DISTRICT))
+
+
+def write_import_file(app, path: str, rows: int) -> None:
+    """The clerk's file: the template's columns (学籍号, 姓名, 科目, 考试结果), written row by row."""
+    from openpyxl import Workbook
+
+    from forms import imports
+    from models import Category, School, Student, db
+
+    with app.app_context():
+        category = db.session.execute(sa.select(Category).where(Category.code == "academic_exam")).scalar_one()
+        students = db.session.execute(
+            sa.select(Student.xjh, Student.name).join(School, School.id == Student.school_id)
+            .where(School.district_id == sa.select(sa.func.min(School.district_id)).scalar_subquery())
+            .order_by(Student.id).limit(-(-rows // 2))).all()
+        db.session.remove()
+    wb = Workbook(write_only=True)
+    ws = wb.create_sheet(imports.DATA_SHEET)
+    ws.append([imports.XJH, imports.NAME] + [f["label"] for f in category.fields])
+    for i in range(rows):
+        xjh, name = students[i // 2]
+        ws.append([xjh, name, IMPORT_SUBJECTS[i % 2], IMPORT_RESULTS[i % 4]])
+    wb.save(path)
+
+
+def bare_read(path: str) -> int:
+    """The baseline: openpyxl's read-only iteration of the same sheet, values only."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True)
+    n = 0
+    for _ in wb["录入"].iter_rows(values_only=True):
+        n += 1
+    wb.close()
+    return n
+
+
+def run_import(app, path: str, job: str = "import") -> tuple[float, dict]:
+    """One upload of the file through the job's own function, run inline (no Redis): "check" (read and
+    check, store the report) or "import" (read, check again, write every row in one transaction).
+    Returns the seconds and the job's result; the records it wrote are left for ``undo_import``."""
+    import shutil
+    import uuid
+
+    from forms import imports
+    from jobs import imports as import_jobs
+    from models import Category, User, db
+
+    with app.app_context():
+        user = db.session.execute(sa.select(User).where(User.username == IMPORT_CLERK)).scalar_one()
+        category = db.session.execute(sa.select(Category).where(Category.code == "academic_exam")).scalar_one()
+        upload = imports.Upload(uuid.uuid4().hex, {"user_id": user.id, "category": category.code,
+                                                   "category_id": category.id, "name": "bench.xlsx", "ip": "bench"})
+        shutil.copyfile(path, upload.path())
+        upload.save()
+        db.session.remove()
+        try:
+            started = time.perf_counter()
+            if job == "check":
+                result = import_jobs.check_upload(upload.token)
+            else:
+                result = import_jobs.import_upload(upload.token, "all")
+            elapsed = time.perf_counter() - started
+        finally:
+            db.session.remove()
+            for suffix in (".xlsx", ".json", "-report.json", "-errors.xlsx", "-result.json"):
+                if os.path.exists(upload.path(suffix)):
+                    os.remove(upload.path(suffix))
+    return elapsed, result
+
+
+def undo_import(app, last_id: int) -> None:
+    """Delete the imported records and settle the database (their history rows stay: append-only)."""
+    from models import Record, db
+
+    with app.app_context():
+        engine = db.engine
+        with engine.begin() as conn:
+            conn.execute(sa.delete(Record).where(Record.id > last_id))
+        if engine.dialect.name == "sqlite":
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                conn.exec_driver_sql("VACUUM records, audit_events")
+
+
+def _memory_mb(field: str) -> float | None:
+    """VmRSS (resident now) or VmHWM (the peak since the last reset) of this process, on Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def import_peak(url: str, path: str, side: str) -> dict:
+    """(In a child process) the peak memory of one import, or of the bare read: how far the process's
+    resident set rose above what it held before, app and libraries loaded. On Linux the peak is reset
+    first (/proc/self/clear_refs), so start-up does not hide it; elsewhere ru_maxrss's growth."""
+    import resource
+
+    app = build_app(url)
+    with app.app_context():
+        from models import Record, db
+
+        last = db.session.execute(sa.select(sa.func.coalesce(sa.func.max(Record.id), 0))).scalar_one()
+        db.session.remove()
+    before = _memory_mb("VmRSS")
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        before = None
+    start_max = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if side == "baseline":
+        bare_read(path)
+    else:
+        _, result = run_import(app, path)
+        assert result["ok"], result
+    peak = _memory_mb("VmHWM") if before is not None else None
+    if peak is None:
+        before, peak = start_max, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if side != "baseline":
+        undo_import(app, last)
+    return {"peak_mb": round(peak - before, 1), "process_peak_mb": round(peak, 1)}
+
+
+def measure_import(app) -> dict:
+    """The full import as its job runs it, inline (jobs/imports.py ``import_upload``: read the file with
+    openpyxl read-only, check every row as the form would, write the records and one history row each
+    in one transaction, commit) against the bare read of the same file (openpyxl read-only, values
+    only), alternating, each run on the database as before (the records deleted, then settled). Timed
+    with tracemalloc off; the peak memory of each side is measured apart, in a child process of its
+    own (``import_peak``). Also the check alone, the upload's first job ("check_s")."""
+    import subprocess
+
+    from models import Record, Student, db
+
+    with app.app_context():
+        students = db.session.execute(sa.select(sa.func.count(Student.id))).scalar_one()
+        last = db.session.execute(sa.select(sa.func.coalesce(sa.func.max(Record.id), 0))).scalar_one()
+        url = app.config["SQLALCHEMY_DATABASE_URI"]
+        db.session.remove()
+    rows = import_rows(students)
+    path = os.path.join(HERE, "data", f"import-{rows}.xlsx")
+    write_import_file(app, path, rows)
+    assert bare_read(path) == rows + 1
+    runs, warmup = (3, 0) if rows >= 20_000 else (5, 1)
+    times = {"ours": [], "check": [], "baseline": []}
+    for i in range(warmup + runs):
+        seconds, result = run_import(app, path, "check")
+        assert result["valid"] == rows and not result["invalid"], result
+        check = seconds
+        seconds, result = run_import(app, path)
+        assert result["ok"] and result["imported"] == rows, result
+        undo_import(app, last)
+        ours = seconds
+        started = time.perf_counter()
+        bare_read(path)
+        base = time.perf_counter() - started
+        if i >= warmup:
+            times["ours"].append(ours)
+            times["check"].append(check)
+            times["baseline"].append(base)
+    peaks = {}
+    for side in ("ours", "baseline"):
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--import-peak", url, path, side],
+                             check=True, capture_output=True, text=True).stdout
+        peaks[side] = json.loads(out.strip().splitlines()[-1])
+    ours_s, base_s = statistics.median(times["ours"]), statistics.median(times["baseline"])
+    result = metric(ours_s * 1000, base_s * 1000, "openpyxl read-only iteration of the same file, values only",
+                    runs=runs)
+    result.update({"rows": rows, "ours_s": round(ours_s, 3), "baseline_s": round(base_s, 3),
+                   "check_s": round(statistics.median(times["check"]), 3),
+                   "peak_mb": peaks["ours"]["peak_mb"], "baseline_peak_mb": peaks["baseline"]["peak_mb"],
+                   "process_peak_mb": peaks["ours"]["process_peak_mb"],
+                   "ours_runs_s": [round(t, 3) for t in times["ours"]],
+                   "baseline_runs_s": [round(t, 3) for t in times["baseline"]]})
+    return result
+
+
+# A class of 45 on the grid (issue 6): the bench's classes hold 30, so one class of the first school gets 15
+# more students first (committed; the bench database is its own). Each save is 45 new 先进个人荣誉称号 rows
+# (a category without per-term limits, so repeated saves stay valid), through the whole request: login
+# session, JSON, scope, every workflow check per row, one transaction with a history row per record.
+GRID_ROWS = 45
+
+
+def measure_grid(app) -> dict:
+    import tracemalloc
+
+    from models import Category, Record, SchoolClass, Student, db
+
+    with app.app_context():
+        klass = db.session.execute(sa.select(SchoolClass).join(Student, Student.class_id == SchoolClass.id)
+                                   .where(SchoolClass.school_id == sa.select(Student.school_id).order_by(Student.id)
+                                          .limit(1).scalar_subquery(), SchoolClass.grade == 7)
+                                   .order_by(SchoolClass.id).limit(1)).scalar_one()
+        have = db.session.execute(sa.select(sa.func.count(Student.id)).where(
+            Student.class_id == klass.id, Student.status == "enrolled")).scalar_one()
+        for i in range(GRID_ROWS - have):
+            db.session.add(Student(xjh=f"GRIDBENCH{klass.id:08d}{i:04d}", name=f"插班生{i + 1}", gender="男",
+                                   class_id=klass.id, school_id=klass.school_id))
+        db.session.commit()
+        class_id, school_id = klass.id, klass.school_id
+        honour = db.session.execute(sa.select(Category).where(Category.code == "honour_title")).scalar_one()
+        category_id = honour.id
+        students = db.session.execute(sa.select(Student.id).where(
+            Student.class_id == class_id, Student.status == "enrolled").order_by(Student.xjh)).scalars().all()
+        term_id = db.session.execute(sa.select(Record.term_id).where(Record.school_id == school_id).limit(1)).scalar_one()
+        engine = db.engine
+    assert len(students) >= GRID_ROWS, f"class {class_id} has {len(students)} students"
+    students = students[:GRID_ROWS]
+    values = {"title": "三好学生", "level": "校级", "issuer": "上海市宝山区第一中学", "awarded_on": "2022/1/15"}
+    rows = [{"key": f"n{sid}", "student_id": sid, "record_id": None, "version": None, "values": values}
+            for sid in students]
+    clerk = app.test_client()
+    login(clerk, "sc00001_clerk")
+
+    def ours():
+        resp = clerk.post("/admin/records/honour_title/grid/save/", json={"class_id": class_id, "rows": rows})
+        body = resp.get_json()
+        assert resp.status_code == 200 and body["created"] == GRID_ROWS, body.get("message") or body
+
+    data = json.dumps({"title": "三好学生", "level": "校级", "issuer": "上海市宝山区第一中学",
+                       "awarded_on": "2022-01-15"}, ensure_ascii=False)
+
+    def driver():
+        raw = engine.raw_connection()
+        try:
+            mark = "%s" if engine.dialect.name == "postgresql" else "?"
+            cur = raw.cursor()
+            if engine.dialect.name == "sqlite":
+                cur.execute("BEGIN")  # the app's connections are in autocommit mode: one transaction, as ours
+            now_ = "2022-03-01 01:00:00"
+            cur.executemany(
+                "INSERT INTO records (term_id, category_id, student_id, school_id, origin, state, data, version_id,"
+                f" created_at, updated_at) VALUES ({', '.join([mark] * 10)})",
+                [(term_id, category_id, sid, school_id, "school", "entered", data, 1, now_, now_) for sid in students])
+            cur.close()
+            raw.commit()
+        finally:
+            raw.close()
+
+    def saved_then_removed(fn):
+        # Every run starts from the same class: the rows a run added are removed (untimed) before the next.
+        def run():
+            started = time.perf_counter()
+            fn()
+            spent = time.perf_counter() - started
+            with engine.begin() as conn:
+                conn.execute(sa.delete(Record.__table__).where(Record.category_id == category_id,
+                                                               Record.student_id.in_(students)))
+            return spent * 1000
+        run()
+        return statistics.median(run() for _ in range(RUNS))
+
+    result = metric(saved_then_removed(ours), saved_then_removed(driver),
+                    f"the same {GRID_ROWS} record rows inserted through the driver (one executemany, no checks, "
+                    "no history)")
+    tracemalloc.start()
+    ours()
+    result["peak_mb"] = round(tracemalloc.get_traced_memory()[1] / 2**20, 2)
+    tracemalloc.stop()
+    result["rows"] = GRID_ROWS
+    return result
+
+
+# 纪实报告 (issue 7). report_pdf: one grade-9 student's report as a PDF through the whole request, beside the
+# same report as the HTML page. report_batch: a school's reports as one zip (the job's own function, inline),
+# in reports per second; --quick builds two classes only (the harness must not rot; the rate is per report).
+def measure_reports(app, quick: bool = False) -> dict:
+    from jobs.reports import build_batch
+    from models import School, SchoolClass, Student, User, db
+
+    out = {}
+    with app.app_context():
+        school = db.session.execute(sa.select(School).order_by(School.id).limit(1)).scalar_one()
+        student = db.session.execute(
+            sa.select(Student).join(SchoolClass, Student.class_id == SchoolClass.id)
+            .where(SchoolClass.school_id == school.id, SchoolClass.grade == 9, Student.status == "enrolled")
+            .order_by(Student.id).limit(1)).scalar_one()
+        student_id, school_id = student.id, school.id
+        principal = db.session.execute(sa.select(User.id).where(User.username == "sc00001_clerk")).scalar_one()
+        classes = db.session.execute(sa.select(SchoolClass.id).where(SchoolClass.school_id == school_id)
+                                     .order_by(SchoolClass.id)).scalars().all()
+    clerk = app.test_client()
+    login(clerk, "sc00001_clerk")
+    pdf_url, html_url = f"/reports/student/{student_id}/report.pdf", f"/reports/student/{student_id}/"
+    assert get(clerk, pdf_url).data.startswith(b"%PDF")
+    out["report_pdf"] = metric(median_ms(lambda: get(clerk, pdf_url)), median_ms(lambda: get(clerk, html_url)),
+                               "the same report as the HTML page (GET /reports/student/<id>/)")
+
+    with app.app_context():
+        started = time.perf_counter()
+        if quick:
+            done = sum(build_batch(principal, "class", c, "reports", "http://bench/", report=lambda *a: None,
+                                   release=True)["students"] for c in classes[:2])
+        else:
+            done = build_batch(principal, "school", school_id, "reports", "http://bench/", report=lambda *a: None,
+                               release=True)["students"]
+        seconds = time.perf_counter() - started
+        db.session.rollback()
+    out["report_batch"] = {"reports": done, "seconds": round(seconds, 2),
+                           "reports_per_second": round(done / seconds, 1), "ms_per_report": round(1000 * seconds / done, 1),
+                           "scope": "two classes" if quick else "one school"}
+    return out
+
+
 def run_database(kind: str, url_full: str, url_tenth: str, students: int) -> dict:
     app = build_app(url_full)
     counts = seed(app, students)
     pages = measure_pages(app)
     insert = measure_insert(app)
-    deadline_effects = measure_deadlines(app)  # last on this database: it rewrites the cohort's states
+    deadline_effects = measure_deadlines(app)  # it rewrites the cohort's states
+    imported = measure_import(app)  # it deletes the records it imports (their history rows stay)
+    grid = measure_grid(app)  # it adds 15 students to one class (a class of 45) and removes its saved rows
+    report_metrics = measure_reports(app, quick=students < 10_000)
     small = build_app(url_tenth)
     seed(small, max(students // 10, 1))
     tenth = median_ms(lambda: get(_logged_in(small), LIST_URL))
@@ -442,6 +778,9 @@ def run_database(kind: str, url_full: str, url_tenth: str, students: int) -> dic
                                                        "(ours_ms is the full scale; ratio = full / tenth)")
     metrics["seed_scale"] = insert
     metrics.update(deadline_effects)
+    metrics["import_xlsx"] = imported
+    metrics["grid_save"] = grid
+    metrics.update(report_metrics)
     for a in (app, small):
         with a.app_context():
             from models import db
@@ -483,9 +822,14 @@ def main() -> None:
     parser.add_argument("--only", choices=["sqlite", "postgresql"])
     parser.add_argument("--out", default=os.path.join(HERE, "results.json"))
     parser.add_argument("--seed-only", metavar="URL", help="(internal) seed this database and print the counts")
+    parser.add_argument("--import-peak", nargs=3, metavar=("URL", "FILE", "SIDE"),
+                        help="(internal) the peak memory of one import (SIDE ours) or bare read (baseline)")
     args = parser.parse_args()
     if args.seed_only:
         print(json.dumps(seed_here(args.seed_only, args.students)))
+        return
+    if args.import_peak:
+        print(json.dumps(import_peak(*args.import_peak)))
         return
     os.makedirs(os.path.join(HERE, "data"), exist_ok=True)
     results = {}

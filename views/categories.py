@@ -1,14 +1,10 @@
 """One list/create/edit view per record category, generated from the profile's declaration."""
 from __future__ import annotations
 
-import json
-import os
-import re
-import secrets
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from flask import Response, abort, current_app, flash, g, redirect, request
+from flask import Response, abort, flash, g, redirect, request
 from flask_admin import expose
 from flask_admin.model.fields import AjaxSelectField
 from flask_login import current_user
@@ -16,20 +12,23 @@ from jinja2 import pass_context
 from sqlalchemy.orm import joinedload, selectinload
 from wtforms import validators as v
 
+import jobs
 from forms import imports
 from forms.base import PLEASE_CHOOSE, choices
 from forms.category import form_object, form_values, record_form_class
+from jobs import imports as import_jobs
 from models import policy, workflow
 from models.base import db
 from models.calendar import Term
 from models.catalog import Activity, Category
 from models.clock import local, now
-from models.fields import FieldErrors, display_value
+from models.fields import display_value
 from models.org import GRADE_NAMES, SchoolClass, Student
 from models.records import RECORD_STATES, Record
 from models.roles import LEVEL_NAMES
 from views.base import ScopedAjaxLoader, ScopedModelView
 from views.export import XLSX_MIME
+from views.grid import GridMixin
 from views.i18n import _l, localized
 
 STAFF_ROLES = policy.STAFF
@@ -50,7 +49,11 @@ def category_row(code: str, profile_code: str) -> Category:
 
 
 class ImportMixin:
-    """下载导入模板 / 从 Excel 导入 on a category's list: check the whole file, then write on request."""
+    """下载导入模板 / 从 Excel 导入 on a category's list: check the whole file, then write on request.
+
+    A file larger than ``CQE_IMPORT_INLINE_ROWS`` is checked, and imported, by an RQ job while the page
+    shows its progress (jobs/imports.py); a smaller one, or any without Redis, in the request. Either
+    way the report is stored with the upload and shown from there (GET /import/<token>/)."""
 
     @property
     def can_import(self) -> bool:
@@ -60,23 +63,13 @@ class ImportMixin:
         if not self.can_import:
             abort(403, description=f"您的角色不能导入「{self.record_category.name}」。")
 
-    def _import_dir(self) -> str:
-        path = os.path.join(current_app.instance_path, "imports")
-        os.makedirs(path, exist_ok=True)
-        return path
-
-    def _upload(self, token: str) -> str:
-        if not re.fullmatch(r"[0-9a-f]{32}", token):
+    def _upload(self, token: str) -> imports.Upload:
+        """The clerk's own upload for this category (anyone else's does not exist for them)."""
+        upload = imports.Upload.load(token)
+        if upload is None or upload.meta.get("user_id") != current_user.id \
+                or upload.meta.get("category") != self.spec["code"]:
             abort(404)
-        path = os.path.join(self._import_dir(), token)
-        try:
-            with open(path + ".json") as fh:
-                meta = json.load(fh)
-        except OSError:
-            abort(404)
-        if meta.get("user_id") != current_user.id or meta.get("category") != self.spec["code"]:
-            abort(404)
-        return path + ".xlsx"
+        return upload
 
     def _classes(self):
         grades = list(self.record_category.grades)
@@ -85,14 +78,37 @@ class ImportMixin:
             .options(joinedload(SchoolClass.school)).order_by(SchoolClass.school_id, SchoolClass.grade, SchoolClass.number)
         ).scalars().all()
 
-    def _check_file(self, path: str) -> imports.Report:
-        """Read and check a stored upload (every time: the data may have changed since it was checked)."""
-        with open(path, "rb") as fh:
-            return imports.check(current_user, self.record_category, imports.read(fh, self.record_category))
-
-    def _render_import(self, report=None, token=None):
-        return self.render("cqe/import.html", report=report, token=token, classes=[] if report else self._classes(),
+    def _render_import(self, report=None, upload=None, job_id=None):
+        return self.render("cqe/import.html", report=report, token=upload.token if upload else None,
+                           imported=upload.meta.get("imported") if upload else None, job_id=job_id,
+                           classes=[] if (report or job_id) else self._classes(),
                            category_name=self.record_category.name, rules=self.rules_text(), page_title="导入")
+
+    def _in_background(self, fn, upload: imports.Upload, *args, key: str, rows: int | None) -> bool:
+        """Enqueue a large file's job (its starter alone sees its progress); False: run it here instead
+        (a small file, no Redis configured, or Redis down)."""
+        if rows is not None and rows <= imports.inline_rows():
+            return False
+        try:
+            q = jobs.queue()
+            if q is None:
+                return False
+            started = q.enqueue(fn, upload.token, *args, job_timeout=fn.job_timeout, result_ttl=jobs.RESULT_TTL,
+                                failure_ttl=jobs.FAILURE_TTL, meta={"user_id": current_user.id, "progress": None})
+        except Exception:  # noqa: BLE001 - redis.ConnectionError, timeouts: the request does the work
+            return False
+        upload.meta[key] = started.id
+        upload.save()
+        return True
+
+    @staticmethod
+    def _job_failed(job_id: str) -> bool:
+        """Whether a background job ended without its result (failed, stopped, or gone from Redis)."""
+        try:
+            info = jobs.status(job_id)
+        except Exception:  # noqa: BLE001 - Redis down: it may still finish; the page keeps polling
+            return False
+        return info is None or info["status"] in ("failed", "stopped", "canceled")
 
     @expose("/import/template/")
     def import_template(self):
@@ -116,62 +132,88 @@ class ImportMixin:
         self._require_import()
         if request.method == "GET":
             return self._render_import()
-        upload = request.files.get("file")
-        if upload is None or not upload.filename:
+        file = request.files.get("file")
+        if file is None or not file.filename:
             flash("请选择要上传的 .xlsx 文件。", "error")
             return redirect(self.get_url(".import_view"))
-        token = secrets.token_hex(16)
-        path = os.path.join(self._import_dir(), token)
-        upload.save(path + ".xlsx")
-        with open(path + ".json", "w") as fh:
-            json.dump({"user_id": current_user.id, "category": self.spec["code"], "name": upload.filename}, fh)
+        upload = imports.Upload.create(file, {
+            "user_id": current_user.id, "category": self.spec["code"], "category_id": self.record_category.id,
+            "name": file.filename, "ip": request.remote_addr or ""})
         try:
-            report = self._check_file(path + ".xlsx")
+            with imports.Sheet(upload.path(), self.record_category) as sheet:  # the header, and the size
+                size = sheet.size
         except imports.ImportFileError as exc:
             flash(exc.message, "error")
             return redirect(self.get_url(".import_view"))
-        return self._render_import(report, token)
+        if not self._in_background(import_jobs.check_upload, upload, key="check_job", rows=size):
+            import_jobs.check_upload(upload.token)
+        return redirect(self.get_url(".import_report", token=upload.token))
+
+    @expose("/import/<token>/", methods=("GET",))
+    def import_report(self, token: str):
+        """The check's report (or its progress); after a background import, its outcome."""
+        self._require_import()
+        upload = self._upload(token)
+        if upload.meta.get("import_job"):
+            result = upload.result()
+            if result is None and not self._job_failed(upload.meta["import_job"]):
+                return self._render_import(upload=upload, job_id=upload.meta["import_job"])
+            result = result or {"ok": False, "imported": 0, "message": "导入任务失败，未写入任何数据。请稍后重试。"}
+            upload.meta.pop("import_job")
+            if result["ok"]:
+                upload.meta["imported"] = result["imported"]
+            upload.save()
+            upload.save_result(None)
+            flash(result["message"], "success" if result["ok"] else "error")
+            if result["ok"]:
+                return redirect(self.get_url(".index_view"))
+        report = upload.report()
+        if report is None:
+            if upload.meta.get("check_job") and not self._job_failed(upload.meta["check_job"]):
+                return self._render_import(upload=upload, job_id=upload.meta["check_job"])
+            flash("文件检查失败，未写入任何数据。请重新上传。", "error")
+            return redirect(self.get_url(".import_view"))
+        if report.error:
+            flash(report.error, "error")
+            return redirect(self.get_url(".import_view"))
+        return self._render_import(report, upload)
 
     @expose("/import/<token>/", methods=("POST",))
     def import_commit(self, token: str):
+        """Import all rows (mode "all": refused if a row is bad now) or only the good ones ("valid")."""
         self._require_import()
-        path = self._upload(token)
-        mode = request.form.get("mode")
-        try:
-            report = self._check_file(path)
-        except imports.ImportFileError as exc:
-            flash(exc.message, "error")
+        upload = self._upload(token)
+        mode = "valid" if request.form.get("mode") == "valid" else "all"
+        if upload.meta.get("imported"):
+            flash(f"该文件已导入 {upload.meta['imported']} 条记录，未重复导入。", "error")
+            return redirect(self.get_url(".index_view"))
+        checked = upload.report()
+        if upload.meta.get("import_job") or self._in_background(
+                import_jobs.import_upload, upload, mode, key="import_job", rows=checked.total if checked else None):
+            return redirect(self.get_url(".import_report", token=token))
+        result = import_jobs.import_upload(upload.token, mode)
+        upload.save_result(None)
+        if result["ok"]:
+            flash(result["message"], "success")
+            return redirect(self.get_url(".index_view"))
+        flash(result["message"], "error")
+        report = upload.report()  # as the import found the file, when "all" was refused
+        if report is None or report.error:
             return redirect(self.get_url(".import_view"))
-        if report.invalid and mode != "valid":
-            flash(f"文件中有 {len(report.invalid)} 行错误，未导入任何数据。可修改后重新上传，或选择仅导入无误的行。", "error")
-            return self._render_import(report, token)
-        if not report.valid:
-            flash("没有可以导入的行。", "error")
-            return redirect(self.get_url(".import_view"))
-        try:
-            n = workflow.add_records([r.record for r in report.valid], f"从 Excel 导入（{len(report.valid)} 行）")
-        except (FieldErrors, workflow.WorkflowError) as exc:
-            flash(f"导入失败，未写入任何数据：{exc.message}", "error")
-            return redirect(self.get_url(".import_view"))
-        skipped = f"，有错误的 {len(report.invalid)} 行未导入" if report.invalid else ""
-        flash(f"已导入 {n} 条记录{skipped}。", "success")
-        return redirect(self.get_url(".index_view"))
+        return self._render_import(report, upload)
 
     @expose("/import/<token>/errors.xlsx")
     def import_errors(self, token: str):
         self._require_import()
-        path = self._upload(token)
-        try:
-            report = self._check_file(path)
-        except imports.ImportFileError as exc:
-            abort(400, description=exc.message)
+        path = self._upload(token).errors_file()
+        if path is None:
+            abort(404)
         with open(path, "rb") as fh:
-            data = imports.error_workbook(fh, report)
-        return Response(data, mimetype=XLSX_MIME, headers={
-            "Content-Disposition": "attachment; filename=errors.xlsx"})
+            data = fh.read()
+        return Response(data, mimetype=XLSX_MIME, headers={"Content-Disposition": "attachment; filename=errors.xlsx"})
 
 
-class CategoryView(ImportMixin, ScopedModelView):
+class CategoryView(GridMixin, ImportMixin, ScopedModelView):
     """Records of one category in the current term. Subclassed per category by ``category_view``."""
 
     spec: dict = {}
