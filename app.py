@@ -84,12 +84,14 @@ def create_app(config_override: dict | None = None) -> Flask:
     from views.errors import register_error_handlers
     from views.family import bp as family_bp
     from views.health import bp as health_bp
+    from views.reports import bp as reports_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(family_bp)
     app.register_blueprint(cases_bp)
     app.register_blueprint(inbox_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(reports_bp)
     register_error_handlers(app)
 
     from views.admin import init_admin

@@ -1,5 +1,6 @@
 """Models and the domain rules that belong to them; import from here."""
 from models.accounts import RoleGrant, User
+from models.archive import ArchiveEntry, SummaryUpload
 from models.audit import AuditEvent
 from models.base import db
 from models.calendar import Cohort, PhaseWindow, Profile, Term
@@ -11,6 +12,6 @@ from models.org import City, District, School, SchoolClass, Student
 from models.records import Record
 
 __all__ = [
-    "Activity", "AuditEvent", "Case", "Category", "City", "Cohort", "Contact", "DeadlineRun", "Dimension", "District",
-    "Notification", "PhaseWindow", "Profile", "Record", "RoleGrant", "School", "SchoolClass", "Student", "Term", "User", "db",
+    "Activity", "ArchiveEntry", "AuditEvent", "Case", "Category", "City", "Cohort", "Contact", "DeadlineRun", "Dimension", "District",
+    "Notification", "PhaseWindow", "Profile", "Record", "RoleGrant", "School", "SchoolClass", "Student", "SummaryUpload", "Term", "User", "db",
 ]

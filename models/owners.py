@@ -71,6 +71,13 @@ def owner_ids(obj) -> dict:
             if target is not None:
                 return owner_ids(target)
         return {}
+    from models.archive import ArchiveEntry, SummaryUpload
+
+    if isinstance(obj, ArchiveEntry):
+        student = _rel(obj, "student", "student_id", Student)
+        return owner_ids(student) if student is not None else {}
+    if isinstance(obj, SummaryUpload):
+        return _school_chain(_rel(obj, "school", "school_id", School))
     from models.deadlines import DeadlineRun
 
     if isinstance(obj, DeadlineRun):

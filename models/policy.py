@@ -17,6 +17,7 @@ from datetime import datetime
 import sqlalchemy as sa
 
 from models.accounts import RoleGrant, User
+from models.archive import ArchiveEntry, SummaryUpload
 from models.audit import AuditEvent
 from models.base import db
 from models.calendar import Cohort, PhaseWindow, Profile, Term
@@ -50,18 +51,32 @@ def _r(*roles, windows=()):
 # What each model allows, by action. Record actions come from the workflow table instead.
 RULES: dict[type, dict[str, Rule]] = {
     City: {"view": Rule(UPPER | {"district_admin"})},
-    District: {"view": Rule(STAFF), "edit": _r("district_admin")},
+    # 学籍导入: the district admin stands the district's schools, classes, students and accounts up from the
+    # student register; one check on the district covers every row, which is looked up inside it.
+    District: {"view": Rule(STAFF), "edit": _r("district_admin"), "import_register": _r("district_admin"),
+               "print_reports": _r("district_admin")},
     School: {
         "view": Rule(STAFF),
         "create": _r("district_admin"),
         "edit": _r("district_admin", "school_admin"),
         "delete": _r("district_admin"),
+        # 账号单 of the school's staff: (re)issues initial passwords of accounts not yet taken over.
+        "print_slips": _r("district_admin", "school_admin"),
+        # 进度统计 (views/dashboard.py): the district's or the school's progress figures, by school and class.
+        "dashboard": _r("district_admin", "school_admin", "school_leader", "principal"),
+        # A school's 纪实报告 / 确认单 as one batch.
+        "print_reports": _r("district_admin", "school_admin", "school_leader", "principal", "school_clerk"),
     },
     SchoolClass: {
         "view": Rule(STAFF),
         "create": _r("district_admin", "school_admin"),
         "edit": _r("district_admin", "school_admin"),
         "delete": _r("district_admin"),
+        # 账号单 of a class: its students, parents and teachers.
+        "print_slips": _r("district_admin", "school_admin", "homeroom_teacher"),
+        # 确认单 of a class (each with a QR code to the student's 纪实报告) and its report batches.
+        "print_reports": _r("district_admin", "school_admin", "school_leader", "principal", "school_clerk",
+                            "homeroom_teacher"),
     },
     Student: {
         "view": Rule(EVERYONE),  # students and parents: themselves / their child only (scope)
@@ -105,19 +120,34 @@ RULES: dict[type, dict[str, Rule]] = {
     # Appeals and problem data: auditors and clerks of the case's levels, school oversight, the district
     # admin; students see the cases they filed or that are theirs to correct (scope), parents their child's.
     Case: {"view": Rule(EVERYONE - {"homeroom_teacher", "class_evaluator"})},
+    # 归档签字 (SPEC §7): the principal rates each student; the homeroom teacher or the school clerk records
+    # the signatures on the 确认单; both only while the cohort's archive window is open. Students and
+    # parents see their own entry (the result on the report).
+    ArchiveEntry: {
+        "view": Rule(EVERYONE - {"city_clerk", "city_auditor", "class_evaluator"}),
+        "rate": _r("principal", windows=("archive",)),
+        "sign": _r("homeroom_teacher", "school_clerk", windows=("archive",)),
+    },
+    # The signed and stamped 汇总表: uploaded by the principal, seen by the school's leadership and the district.
+    SummaryUpload: {
+        "view": _r("principal", "school_leader", "school_admin", "district_admin"),
+        "create": _r("principal", windows=("archive",)),
+    },
 }
 
 ACTION_NAMES = {
     "view": "查看", "create": "新建", "edit": "修改", "delete": "删除", "preconfirm": "预确认", "run": "执行",
     "confirm": "确认", "reject": "确认不通过", "correct": "修改", "submit": "提交审阅", "review": "审阅",
     "return": "退回", "publish": "提交公示", "file": "提交申诉", "accept": "受理", "dismiss": "驳回",
-    "approve": "审核通过", "send_back": "退回修改",
+    "approve": "审核通过", "send_back": "退回修改", "import_register": "导入学籍", "print_slips": "打印账号单",
+    "rate": "评定", "sign": "登记签字", "print_reports": "打印确认单和纪实报告",
 }
 MODEL_NAMES = {
     City: "市", District: "区", School: "学校", SchoolClass: "班级", Student: "学生", Activity: "活动项目",
     Contact: "联系人", User: "账号", RoleGrant: "角色授权", Term: "学期", Cohort: "年级组", PhaseWindow: "阶段时间",
     Profile: "评价方案", Dimension: "维度", Category: "记录类别", AuditEvent: "操作记录", Record: "记录",
-    Case: "申诉/问题数据", DeadlineRun: "自动任务", Notification: "消息",
+    Case: "申诉/问题数据", DeadlineRun: "自动任务", Notification: "消息", ArchiveEntry: "归档评定与签字",
+    SummaryUpload: "汇总表",
 }
 
 
@@ -278,6 +308,14 @@ def _clause(grant: RoleGrant, model: type):
         return _by_school(School.id, grant)
     if model is Contact:
         return _by_school(Contact.school_id, grant)
+    if model is ArchiveEntry:
+        if kind == "class":
+            return ArchiveEntry.class_id == grant.class_id
+        if kind == "student":
+            return ArchiveEntry.student_id == grant.student_id
+        return _by_school(ArchiveEntry.school_id, grant)
+    if model is SummaryUpload:
+        return _by_school(SummaryUpload.school_id, grant) if kind in ("city", "district", "school") else sa.false()
     if model is Activity:
         # A school's own catalogue and its district's; district and city staff see every school's.
         district_level = sa.and_(Activity.level == "district", _by_district(Activity.district_id, grant))
@@ -370,9 +408,12 @@ def cohort_of(obj, at: datetime | None = None) -> list[Cohort]:
     student = None
     if isinstance(obj, Student):
         student = obj
-    elif isinstance(obj, (Record, Case)):
+    elif isinstance(obj, (Record, Case, ArchiveEntry)):
         student = obj.student
     term = getattr(obj, "term", None)
+    if isinstance(obj, SummaryUpload) and term is not None:
+        # A school's 汇总表 belongs to the graduating cohort: the one with an archive phase.
+        return [c for c in term.cohorts if c.window("archive") is not None]
     if term is None:
         district_id = owner_ids(obj).get("district")
         if district_id is None:
@@ -433,12 +474,14 @@ def window_decision(cohorts: list[Cohort], phases: tuple, at: datetime, what: st
     return ALLOW
 
 
-def check(user: User, action: str, obj, at: datetime | None = None, *, rule: Rule | None = None) -> Decision:
-    """Allowed-or-why-not for ``action`` on ``obj`` at instant ``at`` (default: the app clock)."""
+def check(user: User, action: str, obj, at: datetime | None = None, *, rule: Rule | None = None,
+          in_scope: bool = False) -> Decision:
+    """Allowed-or-why-not for ``action`` on ``obj`` at instant ``at`` (default: the app clock).
+    ``in_scope``: the caller loaded ``obj`` through ``scope(user, type(obj))`` (no second lookup)."""
     at = at or now()
     model = type(obj)
     saved = sa.inspect(obj).persistent
-    if saved and not visible(user, obj):
+    if saved and not in_scope and not visible(user, obj):
         return Decision(False, "记录不存在或不在您的权限范围内。", 404)
     if rule is None:
         if model is Record and action != "view":

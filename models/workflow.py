@@ -6,20 +6,26 @@ back and raises, leaving nothing half-saved. Nothing else changes a record's sta
 """
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime
+from types import SimpleNamespace
 
 import sqlalchemy as sa
 from sqlalchemy.orm.exc import StaleDataError
 
 from models import policy
 from models.accounts import User
-from models.audit import acting
+from models.archive import RESULTS as ARCHIVE_RESULTS
+from models.archive import ArchiveEntry, SummaryUpload, archive_grades
+from models.archive import progress as archive_progress
+from models.audit import acting, current_actor
 from models.base import db
 from models.calendar import PhaseWindow, Term
 from models.cases import CASE_STATES, OPEN_CASE_STATES, ROUTES, Case
 from models.catalog import Activity, Category
-from models.clock import now
+from models.clock import local, now
 from models.deadlines import cohort_cases
 from models.fields import FieldErrors, validate_data
 from models.org import GRADE_NAMES, STUDENT_STATUSES, School, Student
@@ -318,46 +324,315 @@ def create_record(user: User, category: Category, student: Student, data: dict, 
         _fail(exc)
 
 
-def add_records(records: list[Record], reason: str) -> int:
-    """Save prepared records in one transaction, each with its history row (imports, the grid)."""
+def add_records(chunks: Iterable[list[dict]], reason: str) -> int:
+    """Insert checked new records (``RecordBatch.prepare``'s rows), chunk by chunk, in ONE transaction:
+    every row or, when anything fails on the way (a chunk's rows, the database, the job's time limit),
+    none. ``chunks`` may be a generator that reads and checks the next chunk of a file while this writes.
+
+    Set-based, for an import of 100,000 rows: a chunk's records go in with one statement (COPY on
+    PostgreSQL, its ids drawn from the sequence first; a multi-row INSERT … RETURNING on SQLite) and
+    their history rows with another. Those are the rows the audit hook writes for a record saved
+    through the ORM — one per record: who (the current actor), when, from where, "create", the reason,
+    every column as "after" — so each record's history page says who imported it."""
+    actor = current_actor()
+    at = now()
+    stored_at = at.astimezone(UTC).replace(tzinfo=None)  # how UTCDateTime stores it
+    districts: dict[int, int] = {}
+    count = 0
     try:
-        with acting("create", reason):
-            db.session.add_all(records)
-            _commit("create", reason)
-        return len(records)
-    except (FieldErrors, WorkflowError) as exc:
-        _fail(exc)
+        conn = db.session.connection()
+        postgres = conn.dialect.name == "postgresql"
+        if not postgres:
+            stored_at = stored_at.strftime("%Y-%m-%d %H:%M:%S.%f")  # SQLAlchemy's own SQLite format
+        for rows in chunks:
+            if not rows:
+                continue
+            if postgres:
+                ids = conn.exec_driver_sql(
+                    "SELECT nextval(pg_get_serial_sequence('records', 'id')) FROM generate_series(1, %s)",
+                    (len(rows),)).scalars().all()
+                written = [{**_NEW_RECORD, **row, "id": ident} for ident, row in zip(ids, rows, strict=True)]
+                _copy(conn, "records", _RECORD_INSERT, [
+                    tuple(json.dumps(r[k]) if k == "data" else stored_at if k in _STAMPS else r[k] for k in _RECORD_INSERT)
+                    for r in written])
+            else:
+                # RETURNING in no particular order: SQLite batches such INSERTs only unordered.
+                returning = sa.insert(Record.__table__).returning(*(c for _, c in _SNAPSHOT))
+                written = [dict(zip(_SNAPSHOT_KEYS, r, strict=True)) for r in conn.execute(returning, [
+                    {**row, "version_id": 1, "created_at": at, "updated_at": at} for row in rows])]
+            missing = {r["school_id"] for r in written} - districts.keys()
+            if missing:
+                districts.update(conn.execute(sa.select(School.id, School.district_id).where(
+                    School.id.in_(missing))).all())
+            action = actor.action or "create"
+            _copy(conn, "audit_events", _AUDIT_INSERT, [
+                (stored_at, actor.user_id, actor.name, actor.ip, "Record", str(r["id"]), districts[r["school_id"]],
+                 r["school_id"], action, reason, "null", json.dumps({k: r[k] for k in _SNAPSHOT_KEYS}))
+                for r in written])
+            count += len(written)
+        _commit("create", reason)
+        return count
+    except BaseException as exc:
+        db.session.rollback()
+        # A student or term deleted since the check: the driver's own error when COPY or executemany met it.
+        if isinstance(exc, (sa.exc.IntegrityError, db.engine.dialect.loaded_dbapi.IntegrityError)):
+            raise FieldErrors(_integrity_message(exc)) from None
+        raise
+
+
+# A new record's history row holds every column but the timestamps (models/audit.py ``_snapshot``).
+_SNAPSHOT = [(a.key, a.columns[0]) for a in sa.inspect(Record).column_attrs if a.key not in ("created_at", "updated_at")]
+_SNAPSHOT_KEYS = [key for key, _ in _SNAPSHOT]
+_NEW_RECORD = {key: None for key in _SNAPSHOT_KEYS} | {"version_id": 1}
+_STAMPS = ("created_at", "updated_at")
+_RECORD_INSERT = ("id", "term_id", "category_id", "student_id", "school_id", "origin", "entered_by_id", "state", "data",
+                  "version_id", "created_at", "updated_at")
+_AUDIT_INSERT = ("at", "actor_id", "actor_name", "ip", "object_type", "object_id", "district_id", "school_id", "action",
+                 "reason", "before", "after")
+
+
+def _copy(conn, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
+    """Plain tuples into a table through the driver: COPY on PostgreSQL, executemany on SQLite (the
+    JSON and time columns already in their stored form)."""
+    if conn.dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()
+        with cursor, cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", rows)
+
+
+class RecordBatch:
+    """``prepare_record`` for many new records of one category entered by one user (an import): the
+    same checks and messages, at a cost per row of a few dict look-ups instead of an ORM object, a
+    policy check and queries.
+
+    Students are plain rows (id, name, class_id, school_id, status) read by 学籍号; ``load`` answers,
+    for a chunk of them, what needs the database, and ``prepare`` checks each row:
+
+    - Scope: ``policy.scope(user, Student)`` depends only on a student's school and class (and on the
+      student for a student or parent grant: then per student), so it is asked once per class, in one
+      query for the classes a chunk brings first. It never joins the chunk's query: without planner
+      statistics (a freshly loaded database, SQLite always) such a join walks every student in scope.
+    - What depends only on the student's class, school and status — the category's grades,
+      participation, the user's entry level, the district's current term, and ``policy.require``
+      (role, scope, the entry window of the class's cohort) — is decided once per class by the first
+      half of ``prepare_record`` (``_admit``). A class that fails it is checked row by row by
+      ``prepare_record`` itself, so each row has its own message.
+    - The limits count the database once per chunk, for the students met first in it, plus the rows the
+      caller accepted before (``earlier``); fields, grade rules and activities are checked per row by the
+      form's own functions."""
+
+    def __init__(self, user: User, category: Category, *, at: datetime | None = None):
+        self.user, self.category, self.at = user, category, at or now()
+        # What the per-row checks read of the category, as plain attributes (an ORM attribute costs more).
+        self._spec = SimpleNamespace(**{k: getattr(category, k) for k in (
+            "id", "name", "grades", "entry", "fields", "per_term_limit", "per_year_limit")})
+        self._limited = bool(category.per_term_limit or category.per_year_limit)
+        self._activities = any(f["type"] == "activity" for f in category.fields)
+        self._per_student = any(g.scope_kind == "student" for g in user.grants)
+        self._visible: dict[tuple, bool] = {}
+        self._gates: dict[tuple, tuple | None] = {}
+        self._districts: dict[int, int] = {}  # school id → district id
+        self._terms: dict[int, Term | None] = {}  # district id → current term
+        self._counts: dict[int, tuple[int, int]] = {}  # student id → (this term, this school year) in the database
+        self._held: list = []  # objects the session's (weak) identity map must keep: no query per row
+
+    def _key(self, student) -> tuple:
+        return student.class_id, student.school_id, student.status, student.id if self._per_student else None
+
+    def _term(self, student) -> Term | None:
+        district_id = self._districts[student.school_id]
+        if district_id not in self._terms:
+            term = self._terms[district_id] = policy.current_term(district_id)
+            if term is not None and self._activities:
+                self._held += db.session.execute(sa.select(Activity).where(Activity.term_id == term.id)).scalars().all()
+        return self._terms[district_id]
+
+    def load(self, students) -> None:
+        """Ask the database what a chunk of students needs: scope (per class), districts, limit counts."""
+        first = {}
+        for s in students:
+            key = self._key(s)
+            if key not in self._visible:
+                first.setdefault(key, s.id)
+        if first:
+            seen = set(db.session.execute(sa.select(Student.id).where(
+                Student.id.in_(first.values()), policy.scope(self.user, Student))).scalars())
+            self._visible.update({key: sid in seen for key, sid in first.items()})
+        schools = {s.school_id for s in students} - self._districts.keys()
+        if schools:
+            self._districts.update(db.session.execute(sa.select(School.id, School.district_id).where(
+                School.id.in_(schools))).all())
+        if self._limited:
+            self._load_counts(students)
+
+    def _load_counts(self, students) -> None:
+        """The records the limits count, for the students not met before: a query per term."""
+        by_term: dict[int, list[int]] = {}
+        terms = {}
+        for s in students:
+            if s.id not in self._counts and (term := self._term(s)) is not None:
+                by_term.setdefault(term.id, []).append(s.id)
+                terms[term.id] = term
+        category = self.category
+        for term_id, ids in by_term.items():
+            term = terms[term_id]
+            base = (sa.select(Record.student_id, sa.func.count(Record.id))
+                    .where(Record.category_id == category.id, Record.student_id.in_(ids)).group_by(Record.student_id))
+            in_term = dict(db.session.execute(base.where(Record.term_id == term.id)).all()) \
+                if category.per_term_limit else {}
+            in_year = dict(db.session.execute(base.where(Record.term_id.in_(sa.select(Term.id).where(
+                Term.district_id == term.district_id, Term.school_year == term.school_year)))).all()) \
+                if category.per_year_limit else {}
+            for sid in ids:
+                self._counts[sid] = (in_term.get(sid, 0), in_year.get(sid, 0))
+
+    def visible(self, student) -> bool:
+        """Whether the user's scope holds the student (``load`` asked)."""
+        return self._visible[self._key(student)]
+
+    def _admit(self, student: Student) -> tuple | None:
+        """The first half of ``prepare_record`` for a class: (level, term, grade), or None when it refuses."""
+        self._held += [student, student.school_class, student.school]
+        grade = student.school_class.grade
+        try:
+            _check_student(self.category, student)
+            levels = entry_levels(self.user, self.category, grade)
+            term = self._term(student)
+            if not levels or term is None:
+                return None
+            record = Record(term=term, category=self.category, student=student, school_id=student.school_id,
+                            origin=levels[0], entered_by=self.user, state=INITIAL_STATE[levels[0]], data={})
+            policy.require(self.user, "create", record, self.at)
+        except (FieldErrors, policy.Denied):
+            return None
+        return levels[0], term, grade
+
+    def _check_limits(self, student, term: Term, earlier: int) -> None:
+        """``check_limits`` with the counts of ``load``; the same messages."""
+        category = self._spec
+        in_term, in_year = self._counts.get(student.id) or (0, 0)
+        if category.per_term_limit and in_term + earlier >= category.per_term_limit:
+            raise FieldErrors({None: (
+                f"「{category.name}」每学期最多录入{category.per_term_limit}条：{student.name}本学期已有{in_term + earlier}条。"
+            )})
+        if category.per_year_limit and in_year + earlier >= category.per_year_limit:
+            raise FieldErrors({None: (
+                f"「{category.name}」每学年只能录入{category.per_year_limit}条：{student.name}"
+                f"{term.school_year}学年已有{in_year + earlier}条。"
+            )})
+
+    def prepare(self, student, data: dict, earlier: int = 0) -> dict:
+        """The new record's column values, or FieldErrors / policy.Denied / WorkflowError as
+        ``prepare_record`` raises them, for a student ``visible`` to the user."""
+        key = self._key(student)
+        gate = self._gates.get(key, False)
+        if gate is False:
+            gate = self._gates[key] = self._admit(db.session.get(Student, student.id))
+        if gate is None:
+            record = prepare_record(self.user, self.category, db.session.get(Student, student.id), data, at=self.at,
+                                    earlier=earlier, term=self._term(student), in_scope=True)
+            level, term, clean = record.origin, record.term, record.data
+        else:
+            level, term, grade = gate
+            spec = self._spec
+            clean = validate_data(spec.fields, data)
+            _check_where(spec, level, grade, clean)
+            if self._activities:
+                _check_activities(spec, SimpleNamespace(school_id=student.school_id, school=SimpleNamespace(
+                    district_id=self._districts[student.school_id])), term, clean)
+            if self._limited:
+                self._check_limits(student, term, earlier)
+        return {"term_id": term.id, "category_id": self._spec.id, "student_id": student.id,
+                "school_id": student.school_id, "origin": level, "entered_by_id": self.user.id,
+                "state": INITIAL_STATE[level], "data": clean}
 
 
 def update_record(user: User, record: Record, data: dict, *, expected_version: int | None = None,
                   at: datetime | None = None, reason: str = "") -> Record:
     """Edit a record's fields: an edit in its entry window, or the clerk's correction of a rejected one."""
-    at = at or now()
-    action = "correct" if record.state == "rejected" else "edit"
     try:
-        _require_fresh(user, action, record, at, expected_version)
-        clean = validate_data(record.category.fields, data)
-        _check_where(record.category, record.origin, record.student.school_class.grade, clean)
-        _check_activities(record.category, record.student, record.term, clean)
-        target = transition_for(record, action).target
-        if clean != record.data or target != record.state:
-            with acting(action, reason):
-                if action == "correct":
-                    record.previous_data = dict(record.data or {})
-                record.data = clean
-                record.state = target
-                _commit(action)
+        change = prepare_update(user, record, data, expected_version=expected_version, at=at)
+        if change.changes:
+            with acting(change.action, reason):
+                change.apply()
+                _commit(change.action)
         return record
     except (policy.Denied, FieldErrors, WorkflowError) as exc:
         _fail(exc)
 
 
-def _require_fresh(user: User, action: str, obj, at: datetime, expected_version) -> None:
+@dataclass
+class Update:
+    """A checked edit of one record, not applied yet (``prepare_update``)."""
+
+    record: Record
+    action: str  # edit | correct
+    data: dict
+    target: str
+
+    @property
+    def changes(self) -> bool:
+        return self.data != self.record.data or self.target != self.record.state
+
+    def apply(self) -> None:
+        if self.action == "correct":
+            self.record.previous_data = dict(self.record.data or {})
+        self.record.data = self.data
+        self.record.state = self.target
+
+
+def prepare_update(user: User, record: Record, data: dict, *, expected_version: int | None = None,
+                   at: datetime | None = None, in_scope: bool = False) -> Update:
+    """Every check of an edit (version, policy and window, fields, grade rules) without applying it;
+    ``in_scope``: the record was loaded through the user's scope (a batch's one query)."""
+    at = at or now()
+    action = "correct" if record.state == "rejected" else "edit"
+    _require_fresh(user, action, record, at, expected_version, in_scope)
+    clean = validate_data(record.category.fields, data)
+    _check_where(record.category, record.origin, record.student.school_class.grade, clean)
+    _check_activities(record.category, record.student, record.term, clean)
+    return Update(record, action, clean, transition_for(record, action).target)
+
+
+def save_records(records: list[Record], updates: list[Update], reason: str) -> tuple[int, int]:
+    """Save checked new records and checked edits together, in one transaction (the grid): each
+    change with its own history row under its own action; a record changed by someone else since it
+    was checked fails the whole save (nothing half-saved)."""
+    updates = [u for u in updates if u.changes]
+    try:
+        if records:
+            with acting("create", reason):
+                db.session.add_all(records)
+                db.session.flush()
+        for action in ("edit", "correct"):
+            batch = [u for u in updates if u.action == action]
+            if batch:
+                with acting(action, reason):
+                    for u in batch:
+                        u.apply()
+                    db.session.flush()
+        _commit("save")
+        return len(records), len(updates)
+    except StaleDataError:
+        db.session.rollback()
+        raise Conflict("有记录刚被他人修改，本次保存未写入任何数据。请刷新后重试。") from None
+    except (FieldErrors, WorkflowError) as exc:
+        _fail(exc)
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def _require_fresh(user: User, action: str, obj, at: datetime, expected_version, in_scope: bool = False) -> None:
     """Policy for one action on an object the user opened at ``expected_version``: a stale page is told
-    that somebody else changed the object (before any state or window reason), never applied."""
-    if sa.inspect(obj).persistent and policy.visible(user, obj):
+    that somebody else changed the object (before any state or window reason), never applied.
+    ``in_scope``: the caller loaded ``obj`` through the user's scope."""
+    if sa.inspect(obj).persistent and (in_scope or policy.visible(user, obj)):
         _check_version(obj, expected_version)
-    policy.require(user, action, obj, at)
+    policy.require(user, action, obj, at, in_scope=in_scope)
 
 
 def _check_version(obj, expected_version) -> None:
@@ -704,3 +979,119 @@ def advance_phase(user: User, window: PhaseWindow, edge: str, *, reason: str, at
             _fail(WorkflowError(f"「{window.name}」尚未开始，不能提前结束。"))
         return shift_window(user, window, starts_at=window.starts_at, ends_at=at, reason=reason, at=at)
     _fail(WorkflowError("未知操作。"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Archive and sign-off (SPEC §7): the principal's result, the 确认单 signatures, the 汇总表 scan
+
+
+def archive_entries(students: list[Student], term: Term) -> dict[int, ArchiveEntry]:
+    """Each student's entry of the term, new (not yet added) where none exists."""
+    found = {e.student_id: e for e in db.session.execute(sa.select(ArchiveEntry).where(
+        ArchiveEntry.term_id == term.id, ArchiveEntry.student_id.in_([s.id for s in students]))).scalars()}
+    for s in students:
+        if s.id not in found:
+            found[s.id] = ArchiveEntry(term=term, student=s, school_id=s.school_id, class_id=s.class_id)
+    return found
+
+
+def _archive_batch(user: User, students: list[Student], action: str, apply, reason: str,
+                   at: datetime | None) -> int:
+    """Check ``action`` on every student's entry, then apply and commit all of them together (or none)."""
+    at = at or now()
+    if not students:
+        raise WorkflowError("请选择学生。")
+    try:
+        by_term: dict[int, list[Student]] = {}
+        terms: dict[int, Term] = {}
+        for s in students:
+            if not s.participates:
+                raise policy.Denied(f"{s.name}已预确认为不参与评价（{STUDENT_STATUSES[s.status]}）。", 403)
+            term = policy.current_term(s.school.district_id)
+            if term is None:
+                raise WorkflowError("当前没有进行中的学期。")
+            terms[term.id] = term
+            by_term.setdefault(term.id, []).append(s)
+        changed = 0
+        with acting(action, reason):
+            with db.session.no_autoflush:
+                for term_id, group in by_term.items():
+                    entries = archive_entries(group, terms[term_id])
+                    for s in group:
+                        entry = entries[s.id]
+                        decision = policy.check(user, action, entry, at)
+                        if not decision:
+                            raise policy.Denied(f"{s.name}：{decision.reason}", decision.status)
+                        changed += bool(apply(entry))
+                        db.session.add(entry)
+            _commit(action, reason)
+        return changed
+    except (policy.Denied, FieldErrors, WorkflowError) as exc:
+        _fail(exc)
+
+
+def rate_students(user: User, students: list[Student], result: str, reason: str = "", *,
+                  at: datetime | None = None) -> int:
+    """The principal's 合格/不合格, for one student or many at once; 不合格 needs its reason."""
+    reason = (reason or "").strip()
+    if result not in ARCHIVE_RESULTS:
+        _fail(FieldErrors({"result": "评定结果：请选择「合格」或「不合格」"}))
+    if result == "fail" and not reason:
+        _fail(FieldErrors({"reason": "不合格原因：必填"}))
+    if len(reason) > MAX_TEXT:
+        _fail(FieldErrors({"reason": f"不合格原因：不能超过{MAX_TEXT}个字（现有{len(reason)}个）"}))
+    at = at or now()
+
+    def apply(entry: ArchiveEntry) -> bool:
+        new_reason = reason if result == "fail" else None
+        if entry.result == result and entry.reason == new_reason:
+            return False
+        entry.result, entry.reason, entry.rated_by, entry.rated_at = result, new_reason, user, at
+        return True
+
+    return _archive_batch(user, students, "rate", apply, reason, at)
+
+
+def record_signatures(user: User, students: list[Student], *, student_on: date | None = None,
+                      parent_on: date | None = None, clear: bool = False, at: datetime | None = None) -> int:
+    """Record the date the student and/or the parent signed the 确认单 (offline), one by one or in bulk;
+    ``clear`` takes a wrongly recorded signature back. Dates may not lie in the future."""
+    at = at or now()
+    today = local(at).date()
+    for label, value in (("学生签字日期", student_on), ("家长签字日期", parent_on)):
+        if value is not None and value > today:
+            _fail(FieldErrors({None: f"{label}：不能晚于今天（{today.isoformat()}）"}))
+    if not clear and student_on is None and parent_on is None:
+        _fail(FieldErrors({None: "请填写学生或家长的签字日期"}))
+
+    def apply(entry: ArchiveEntry) -> bool:
+        before = (entry.student_signed_on, entry.parent_signed_on)
+        if clear:
+            entry.student_signed_on = entry.parent_signed_on = None
+        else:
+            entry.student_signed_on = student_on or entry.student_signed_on
+            entry.parent_signed_on = parent_on or entry.parent_signed_on
+        if (entry.student_signed_on, entry.parent_signed_on) == before:
+            return False
+        entry.signed_by = user
+        return True
+
+    return _archive_batch(user, students, "sign", apply, "撤销签字登记" if clear else "", at)
+
+
+def save_summary_upload(user: User, upload: SummaryUpload, *, at: datetime | None = None) -> SummaryUpload:
+    """Record a principal's signed and stamped 汇总表 (the file is stored by the caller, by content hash)."""
+    at = at or now()
+    try:
+        policy.require(user, "create", upload, at)
+        school_id, term = upload.school_id or upload.school.id, upload.term  # the upload is not flushed yet
+        done = archive_progress(Student.school_id, [Student.school_id == school_id], [term.id],
+                                archive_grades(term)).get(school_id)
+        if done is None or not done.ready:
+            raise WorkflowError("还不能上传汇总表：须全部参与评价的学生已评定，且学生和家长均已签字。")
+        with acting("create", "上传签字盖章的汇总表"):
+            db.session.add(upload)
+            _commit("create")
+        return upload
+    except (policy.Denied, WorkflowError) as exc:
+        _fail(exc)

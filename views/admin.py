@@ -34,11 +34,14 @@ from seed import shanghai
 from views.actions import AUDIT_ACTION_NAMES, perform
 from views.base import EditOnly, ReadOnly, ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
+from views.dashboard import DashboardView
 from views.deadlines import DeadlinesView
 from views.export import XLSX_MIME
 from views.home import home_context
 from views.i18n import _l, localized
 from views.queues import CaseView, CorrectionQueueView, ReviewQueueView
+from views.register import AUDIT_ACTION_NAMES as REGISTER_AUDIT_ACTIONS
+from views.register import AccountSlipsView, RegisterImportView
 
 
 def _local_time(view, context, model, name):
@@ -53,6 +56,17 @@ class FamilyLink(MenuLink):
         if not current_user.is_authenticated or not current_user.has_role("student", "parent"):
             return False
         return self.endpoint != "me.classmates" or current_user.has_role("student")
+
+
+class PolicyLink(MenuLink):
+    """A menu entry shown to whoever may ever do ``action`` on ``model`` (the page checks the object)."""
+
+    def __init__(self, *args, model=None, action="view", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model, self.action = model, action
+
+    def is_accessible(self):
+        return current_user.is_authenticated and policy.can(current_user, self.action, self.model)
 
 
 class HomeView(AdminIndexView):
@@ -333,6 +347,7 @@ class CategoryCatalogView(ScopedModelView):
 
 
 AUDIT_ACTIONS = {**AUDIT_ACTION_NAMES, "login": "登录", "preconfirm": "预确认"}
+AUDIT_ACTIONS.update(REGISTER_AUDIT_ACTIONS)
 _MODEL_LABELS = {model.__name__: label for model, label in policy.MODEL_NAMES.items()}
 
 
@@ -390,14 +405,32 @@ def init_admin(app) -> Admin:
     admin.add_view(SchoolView(School, name=_l("学校"), category=_l("学校与班级"), endpoint="schools"))
     admin.add_view(ClassView(SchoolClass, name=_l("班级"), category=_l("学校与班级"), endpoint="classes"))
     admin.add_view(ContactView(Contact, name=_l("联系信息表"), category=_l("学校与班级"), endpoint="contacts"))
+    admin.add_view(RegisterImportView(name=_l("学籍导入"), category=_l("学校与班级"), endpoint="register_import",
+                                      url="/admin/register"))
     admin.add_view(TermView(Term, name=_l("学期"), category=_l("学期安排"), endpoint="terms"))
     admin.add_view(WindowView(PhaseWindow, name=_l("阶段时间"), category=_l("学期安排"), endpoint="windows"))
     admin.add_view(DeadlinesView(name=_l("自动任务"), category=_l("学期安排"), endpoint="deadlines",
                                  url="/admin/deadlines"))
+    admin.add_view(DashboardView(name=_l("进度统计"), category=_l("学期安排"), endpoint="dashboard",
+                                 url="/admin/dashboard"))
     admin.add_view(CategoryCatalogView(Category, name=_l("记录类别"), category=_l("学期安排"), endpoint="categories"))
     admin.add_view(UserView(User, name=_l("账号"), category=_l("账号与权限"), endpoint="users"))
     admin.add_view(GrantView(RoleGrant, name=_l("角色授权"), category=_l("账号与权限"), endpoint="grants"))
+    admin.add_view(AccountSlipsView(name=_l("账号单"), category=_l("账号与权限"), endpoint="account_slips",
+                                    url="/admin/account-slips"))
     admin.add_view(AuditView(AuditEvent, name=_l("操作记录"), category=_l("账号与权限"), endpoint="audit"))
+    from views.archive import ArchiveProgressView, ArchiveRateView, ArchiveSignView, ArchiveSummaryView
+
+    admin.add_view(ArchiveRateView(name=_l("评定（合格/不合格）"), category=_l("归档签字"), endpoint="archive_rate",
+                                   url="/admin/archive/rate"))
+    admin.add_view(ArchiveSignView(name=_l("签字登记"), category=_l("归档签字"), endpoint="archive_sign",
+                                   url="/admin/archive/sign"))
+    admin.add_view(ArchiveProgressView(name=_l("签字进度"), category=_l("归档签字"), endpoint="archive_progress",
+                                       url="/admin/archive/progress"))
+    admin.add_view(ArchiveSummaryView(name=_l("汇总表"), category=_l("归档签字"), endpoint="archive_summary",
+                                      url="/admin/archive/summary"))
+    admin.add_link(PolicyLink(name=_l("批量生成纪实报告与确认单"), endpoint="reports.batch", category=_l("归档签字"),
+                              model=SchoolClass, action="print_reports"))
     return admin
 
 
