@@ -143,28 +143,27 @@ def _public_headers(response: Response) -> Response:
     return response
 
 
-@bp.route("/r/<token>")
-def public_report(token: str):
+def _public(token: str, respond) -> Response:
+    """A QR link's answer: ``respond(student)`` for a good link, a plain page saying why for any other."""
     try:
         student = read_token(token)
     except LinkError as exc:
         return _public_headers(Response(render_template("cqe/report_link_error.html", message=exc.message),
                                         status=exc.status))
-    report = reports.build(student)
-    html = render_template("cqe/report_public.html", report=report, title=report_title(student),
-                           pdf_url=url_for(".public_report_pdf", token=token))
-    return _public_headers(Response(html))
+    return _public_headers(respond(student))
+
+
+@bp.route("/r/<token>")
+def public_report(token: str):
+    return _public(token, lambda student: Response(render_template(
+        "cqe/report_public.html", report=reports.build(student), title=report_title(student),
+        pdf_url=url_for(".public_report_pdf", token=token))))
 
 
 @bp.route("/r/<token>/report.pdf")
 def public_report_pdf(token: str):
-    try:
-        student = read_token(token)
-    except LinkError as exc:
-        return _public_headers(Response(render_template("cqe/report_link_error.html", message=exc.message),
-                                        status=exc.status))
-    report = reports.build(student)
-    return _public_headers(_pdf(report_pdf(report, report_title(student)), f"纪实报告-{student.name}.pdf"))
+    return _public(token, lambda student: _pdf(report_pdf(reports.build(student), report_title(student)),
+                                               f"纪实报告-{student.name}.pdf"))
 
 
 # ---------------------------------------------------------------------------------------------
