@@ -34,6 +34,7 @@ from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.datavalidation import DataValidation
+from sqlalchemy.dialects import postgresql
 
 from models import policy, workflow
 from models.audit import acting
@@ -278,9 +279,12 @@ class Checker:
         xjhs = {r.xjh for r in rows if r.xjh and not r.errors}
         if not xjhs:
             return {}
+        if db.session.get_bind().dialect.name == "postgresql":  # one array parameter: planned once, not per count
+            among = Student.xjh == sa.any_(sa.literal(sorted(xjhs), postgresql.ARRAY(sa.String)))
+        else:
+            among = Student.xjh.in_(xjhs)
         return {s.xjh: s for s in db.session.execute(sa.select(
-            Student.id, Student.xjh, Student.name, Student.class_id, Student.school_id, Student.status,
-        ).where(Student.xjh.in_(xjhs)))}
+            Student.id, Student.xjh, Student.name, Student.class_id, Student.school_id, Student.status).where(among))}
 
     def check(self, rows: list[Row]) -> list[dict]:
         """Check one chunk; the column values of the new records of its good rows."""
