@@ -31,6 +31,17 @@ def queue(name: str = "default"):
     return Queue(name, connection=conn) if conn is not None else None
 
 
+def live_queue(name: str = "default"):
+    """The queue when Redis is configured and answers now; None otherwise (then do the work in the request)."""
+    try:
+        q = queue(name)
+        if q is not None:
+            q.connection.ping()
+        return q
+    except Exception:  # noqa: BLE001 - Redis down
+        return None
+
+
 def job(timeout: int = DEFAULT_TIMEOUT, queue_name: str = "default"):
     """Mark a plain function as a job: ``fn.enqueue(*ids)`` runs it on RQ, or inline without Redis."""
 

@@ -120,13 +120,7 @@ class DeadlinesView(BaseView):
                 self._require_run(d)
             except policy.Denied as exc:
                 abort(exc.status, description=exc.reason)
-        q = None
-        try:
-            q = jobs.queue()
-            if q is not None:
-                q.connection.ping()
-        except Exception:  # noqa: BLE001 - Redis down: do it in this request instead
-            q = None
+        q = jobs.live_queue()  # None when Redis is down: then in this request
         if q is not None and len(districts) == 1:
             job = q.enqueue(deadline_jobs.tick_job, districts[0], job_timeout=deadline_jobs.TICK_TIMEOUT,
                             result_ttl=3600, meta={"user_id": current_user.id, "progress": None})

@@ -228,13 +228,7 @@ def batch():
         except policy.Denied as exc:
             abort(exc.status, description=exc.reason)
         args = (current_user.id, scope, int(ident), kind, request.host_url)
-        q = None
-        try:
-            q = jobs.queue()
-            if q is not None:
-                q.connection.ping()
-        except Exception:  # noqa: BLE001 - Redis down: build it in this request instead
-            q = None
+        q = jobs.live_queue()  # None when Redis is down: then in this request
         if q is not None:
             job = q.enqueue(report_jobs.report_batch, *args, job_timeout=report_jobs.TIMEOUT, result_ttl=24 * 3600,
                             meta={"user_id": current_user.id, "progress": None})
