@@ -102,20 +102,8 @@ def test_a_valid_file_is_checked_then_imported_in_one_go(client, login_as, at):
 def test_bad_rows_are_named_and_nothing_is_written_until_chosen(client, login_as, at):
     at("2022-03-01 09:00")
     login_as("s1_clerk")
-    a, b, c = student_of("s1g9c1n01"), student_of("s1g9c1n02"), student_of("s1g9c1n03")
-    other = student_of("s2g9c1n01")
-    rows = [
-        (a.xjh, a.name, "跳远", "一等奖", "2022-01-10"),      # 2 ok
-        (a.xjh, a.name, "跳高", "二等奖", "2022-01-11"),      # 3 ok (second of the term)
-        (a.xjh, a.name, "跑步", "三等奖", "2022-01-12"),      # 4 a third item in a term
-        (b.xjh, b.name, "跳远", "金奖", "明天"),              # 5 wrong choice, wrong date
-        ("X0000000", "无名", "跳远", "一等奖", "2022-01-10"),  # 6 unknown student
-        (other.xjh, other.name, "跳远", "一等奖", "2022-01-10"),  # 7 another school's student
-        (c.xjh, c.name, "拔河", "参与", "2022-01-10"),        # 8 ok
-        (c.xjh, c.name, "拔河", "参与", "2022-01-10"),        # 9 duplicate of 8
-        (b.xjh, "张冠李戴", "跳远", "参与", "2022-01-10"),     # 10 name does not match
-        (b.xjh, b.name, "x" * 101, "参与", "2022-01-10"),     # 11 too long
-    ]
+    b, other = student_of("s1g9c1n02"), student_of("s2g9c1n01")
+    rows, _good = _mixed_rows()
     data = _xlsx(rows)
     wb = load_workbook(io.BytesIO(data))
     wb["录入"].append([b.xjh, b.name, INJECTION, "参与", "2022-01-10"])  # 12: a live formula cell
