@@ -66,10 +66,15 @@ def create_app(config_override: dict | None = None) -> Flask:
 
     @login_manager.user_loader
     def load_user(user_id: str):
+        """``<id>.<session version>`` (User.get_id): a session from before a password change is void."""
+        ident, _, version = user_id.partition(".")
         try:
-            return db.session.get(User, int(user_id))
+            user = db.session.get(User, int(ident))
         except ValueError:
             return None
+        if user is None or version != str(user.session_version or 0):
+            return None
+        return user
 
     @app.before_request
     def _actor():
@@ -93,6 +98,12 @@ def create_app(config_override: dict | None = None) -> Flask:
     app.register_blueprint(health_bp)
     app.register_blueprint(reports_bp)
     register_error_handlers(app)
+
+    from views.security import init_security
+    from views.throttle import init_throttle
+
+    init_security(app)
+    init_throttle(app)
 
     from views.admin import init_admin
 

@@ -25,6 +25,11 @@ class User(UserMixin, TimestampMixin, db.Model):
     # choose their own password before using anything else.
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     mobile: Mapped[str | None] = mapped_column(sa.String(20), nullable=True)  # parents' 家长手机 from the register
+    # Lock-out (views/auth.py): consecutive failed logins, and until when the account refuses logins.
+    failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Part of the id kept in session and remember-me cookies: a new password ends every other session.
+    session_version: Mapped[int] = mapped_column(default=0, server_default="0")
     grants = relationship("RoleGrant", back_populates="user", cascade="all, delete-orphan", lazy="selectin")
 
     @property
@@ -32,7 +37,15 @@ class User(UserMixin, TimestampMixin, db.Model):
         return self.active
 
     def set_password(self, password: str) -> None:
+        """Set a new password; sessions and remember-me cookies issued under the old one stop working."""
         self.password_hash = generate_password_hash(password)
+        self.session_version = (self.session_version or 0) + 1
+
+    def get_id(self) -> str:  # Flask-Login: what the session and the remember-me cookie hold
+        return f"{self.id}.{self.session_version or 0}"
+
+    def is_locked(self, at: datetime) -> bool:
+        return self.locked_until is not None and self.locked_until > at
 
     def check_password(self, password: str) -> bool:
         return check_password_hash(self.password_hash, password)

@@ -96,12 +96,13 @@ def test_paste_a_block_fix_one_cell_save_and_reload(grid_app, browser):
             page.keyboard.press("Enter")
             page.keyboard.press("ArrowDown")
             page.keyboard.press("Enter")
-            page.wait_for_function("document.querySelectorAll('.tabulator-cell.cqe-cell-error').length === 0")
+            # (Locator waits, not wait_for_function: the page's CSP forbids evaluating strings.)
+            page.locator(".tabulator-cell.cqe-cell-error").first.wait_for(state="detached")
             assert page.evaluate("cqeGrid.getData()[6].v_award") == "一等奖"
             assert _saved(grid_app) == [], "nothing is written before 保存"
 
             page.click("#cqe-grid-save")
-            page.wait_for_function("document.getElementById('cqe-grid-status').textContent.indexOf('已保存') >= 0")
+            page.locator("#cqe-grid-status", has_text="已保存").wait_for()
             assert page.inner_text("#cqe-grid-status") == "已保存：新增 30 条，修改 0 条。"
 
             page.reload()

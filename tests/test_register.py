@@ -451,7 +451,8 @@ def test_slips_show_initial_passwords_that_log_in_once(client, login_as, at):
     assert not acc.must_change_password and acc.password_hash.startswith("scrypt:")
     event = db.session.execute(sa.select(AuditEvent).where(
         AuditEvent.action == "change_password", AuditEvent.object_id == str(acc.id))).scalar_one()
-    assert event.after == {"password_hash": "***", "must_change_password": False}
+    assert event.after == {"password_hash": "***", "must_change_password": False,
+                           "session_version": event.before["session_version"] + 1}  # other sessions end
 
     # Reprinting: the account in use shows no password; the others get new ones, the old ones stop working.
     _logout(client)

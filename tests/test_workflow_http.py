@@ -145,9 +145,13 @@ def test_district_admin_creates_an_account_that_can_log_in(client, login_as):
     resp = client.post("/admin/users/new/", data={"csrf_token": token, "username": "new_clerk",
                                                   "display_name": "新录入员", "active": "y",
                                                   "new_password": "a-long-password"})
+    assert resp.status_code == 200 and "须同时包含字母和数字" in resp.get_data(as_text=True)  # /password's rules
+    resp = client.post("/admin/users/new/", data={"csrf_token": token, "username": "new_clerk",
+                                                  "display_name": "新录入员", "active": "y",
+                                                  "new_password": "a-long-password-2022"})
     assert resp.status_code == 302
     user = _user("new_clerk")
-    assert user.check_password("a-long-password") and "a-long-password" not in user.password_hash
+    assert user.check_password("a-long-password-2022") and "a-long-password" not in user.password_hash
     event = db.session.execute(sa.select(AuditEvent).where(AuditEvent.object_type == "User",
                                                            AuditEvent.object_id == str(user.id))).scalars().first()
     assert "a-long-password" not in str(event.after)

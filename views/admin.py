@@ -1,6 +1,7 @@
 """The admin panel: home page, generated category views, and the organisation/accounts/schedule views."""
 from __future__ import annotations
 
+import re
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -26,12 +27,13 @@ from models.cases import Case
 from models.catalog import Activity, Category
 from models.clock import local
 from models.contacts import CONTACT_KINDS, Contact
-from models.fields import FieldErrors
+from models.fields import FieldErrors, text_problem
 from models.org import GRADE_NAMES, STUDENT_STATUSES, District, School, SchoolClass, Student
 from models.records import Record
 from models.roles import ROLES
 from seed import shanghai
 from views.actions import AUDIT_ACTION_NAMES, perform
+from views.auth import password_problems
 from views.base import EditOnly, ReadOnly, ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
 from views.dashboard import DashboardView
@@ -42,6 +44,8 @@ from views.i18n import _l, localized
 from views.queues import CaseView, CorrectionQueueView, ReviewQueueView
 from views.register import AUDIT_ACTION_NAMES as REGISTER_AUDIT_ACTIONS
 from views.register import AccountSlipsView, RegisterImportView
+from views.security import csp_nonce
+from views.unlock import UnlockView
 
 
 def _local_time(view, context, model, name):
@@ -202,6 +206,30 @@ class ActivityView(ScopedModelView):
         model.term = term
 
 
+def _stripped(value):
+    return value.strip() if isinstance(value, str) else value
+
+
+def _storable_text(form, field):
+    """No control or broken characters in a text the history keeps (NUL cannot even be stored)."""
+    problem = text_problem(field.data or "")
+    if problem:
+        raise v.ValidationError(f"{field.label.text}：{problem}")
+
+
+def _username(form, field):
+    """Letters, digits and _ . @ - (what people type on a phone and read off a slip). Stops the chain: the
+    uniqueness check after it must not query with a name that cannot exist (a NUL breaks PostgreSQL)."""
+    if not re.fullmatch(r"[A-Za-z0-9_.@-]{2,64}", field.data or ""):
+        raise v.StopValidation("用户名：2至64位字母、数字或 _ . @ -")
+
+
+def _plausible_year(form, field):
+    """A phase window of a school year: between 2000 and 2099 (year 1 or 9999 is a typing slip)."""
+    if field.data is not None and not 2000 <= field.data.year <= 2099:
+        raise v.ValidationError(f"{field.label.text}：年份须在 2000 至 2099 之间，现填的是 {field.data.year} 年")
+
+
 class ContactView(ScopedModelView):
     column_list = ["school", "kind", "name", "position", "mobile", "qq", "notes", "is_main"]
     column_labels = {"school": _l("学校"), "kind": _l("类别"), "name": _l("姓名"), "position": _l("职务"), "mobile": _l("手机"),
@@ -211,8 +239,11 @@ class ContactView(ScopedModelView):
     form_overrides = {"kind": wf.SelectField}
     form_args = {
         "kind": {"choices": choices(CONTACT_KINDS.items())},
-        "mobile": {"validators": [v.Optional(), v.Regexp(r"^1\d{10}$", message="手机：须为11位手机号")]},
-        "qq": {"validators": [v.Optional(), v.Regexp(r"^\d{5,12}$", message="QQ号码：须为5至12位数字")]},
+        # \A…\Z and [0-9]: no trailing newline, no full-width digits; blanks around are dropped, blank is none.
+        "mobile": {"filters": [_stripped], "validators": [
+            v.Optional(), v.Regexp(r"\A1[0-9]{10}\Z", message="手机：须为11位手机号")]},
+        "qq": {"filters": [_stripped], "validators": [
+            v.Optional(), v.Regexp(r"\A[0-9]{5,12}\Z", message="QQ号码：须为5至12位数字")]},
     }
     column_filters = ["kind"]
     column_editable_list = ["position", "mobile", "qq", "notes"]
@@ -239,7 +270,8 @@ class UserView(ScopedModelView):
                          "grants": lambda v, c, m, n: "；".join(str(g) for g in m.grants)}
     column_searchable_list = ["username", "display_name"]
     form_columns = ["username", "display_name", "active", "new_password"]  # an extra field must be listed too
-    form_extra_fields = {"new_password": wf.PasswordField("新密码", validators=[v.Optional(), v.Length(min=8, message="密码至少8位")])}
+    form_args = {"username": {"filters": [_stripped], "validators": [v.InputRequired(message="用户名：必填"), _username]}}
+    form_extra_fields = {"new_password": wf.PasswordField("新密码", validators=[v.Optional()])}
     can_export = False
     can_view_details = False
 
@@ -247,6 +279,9 @@ class UserView(ScopedModelView):
         # populate_obj copied the plain password onto the object: keep only its hash
         vars(model).pop("new_password", None)
         if form.new_password.data:
+            problems = password_problems(model, form.new_password.data)  # the rules people follow on /password
+            if problems:
+                raise FieldErrors({"new_password": "；".join(problems)})
             model.set_password(form.new_password.data)
         elif is_created:
             raise FieldErrors({"new_password": "新密码：新账号必须设置密码"})
@@ -298,10 +333,10 @@ class WindowView(ScopedModelView):
     column_default_sort = [("cohort_id", False), ("starts_at", False)]
     form_columns = ["starts_at", "ends_at", "reason"]
     form_overrides = {"starts_at": DateTimeField, "ends_at": DateTimeField}
-    form_args = {"starts_at": {"label": "开始（北京时间）", "format": "%Y-%m-%d %H:%M"},
-                 "ends_at": {"label": "结束（北京时间）", "format": "%Y-%m-%d %H:%M"}}
+    form_args = {"starts_at": {"label": "开始（北京时间）", "format": "%Y-%m-%d %H:%M", "validators": [_plausible_year]},
+                 "ends_at": {"label": "结束（北京时间）", "format": "%Y-%m-%d %H:%M", "validators": [_plausible_year]}}
     form_extra_fields = {"reason": wf.TextAreaField("调整原因", validators=[v.InputRequired(message="调整原因：必填"),
-                                                                        v.Length(max=1000)])}
+                                                                        v.Length(max=1000), _storable_text])}
     can_export = False
 
     def edit_form(self, obj=None):
@@ -385,6 +420,7 @@ def init_admin(app) -> Admin:
         name=_l("综合素质评价"),
         theme=Bootstrap4Theme(swatch="cerulean", base_template="cqe/admin_base.html"),
         index_view=HomeView(name=_l("首页"), url="/admin"),
+        csp_nonce_generator=csp_nonce,
     )
     dimensions = {d["code"]: localized(d["name"], d.get("name_en")) for d in shanghai.DIMENSIONS}
     for spec in shanghai.CATEGORIES:
@@ -418,6 +454,7 @@ def init_admin(app) -> Admin:
     admin.add_view(GrantView(RoleGrant, name=_l("角色授权"), category=_l("账号与权限"), endpoint="grants"))
     admin.add_view(AccountSlipsView(name=_l("账号单"), category=_l("账号与权限"), endpoint="account_slips",
                                     url="/admin/account-slips"))
+    admin.add_view(UnlockView(name=_l("账号解锁"), category=_l("账号与权限"), endpoint="unlock", url="/admin/unlock"))
     admin.add_view(AuditView(AuditEvent, name=_l("操作记录"), category=_l("账号与权限"), endpoint="audit"))
     from views.archive import ArchiveProgressView, ArchiveRateView, ArchiveSignView, ArchiveSummaryView
 

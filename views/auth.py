@@ -6,22 +6,26 @@ its own password; only that page, logout, static files and the health check stay
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
-from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask import Blueprint, abort, current_app, flash, redirect, render_template, request, session, url_for
 from flask_babel import gettext
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired
 
 from models.accounts import User
 from models.audit import Actor, acting, set_actor
 from models.base import db
-from models.clock import now
+from models.clock import local, now
+from models.fields import text_problem
 from views.actions import render_page
+from views.throttle import throttle
 
 bp = Blueprint("auth", __name__)
 
@@ -67,7 +71,8 @@ def password_problems(user: User, new: str, old: str | None = None) -> list[str]
 
 
 # Endpoints an account with an initial password may still reach.
-PASSWORD_EXEMPT = {"auth.password", "auth.logout", "auth.login", "static", "admin.static", "health.healthz"}
+PASSWORD_EXEMPT = {"auth.password", "auth.logout", "auth.login", "static", "admin.static", "health.healthz",
+                   "health.livez"}
 
 
 @bp.before_app_request
@@ -96,24 +101,65 @@ def index():
     return redirect(url_for("admin.index") if current_user.is_authenticated else url_for("auth.login"))
 
 
+# Checked against when the username does not exist, so both answers take the same time.
+_DUMMY_HASH = generate_password_hash("not-a-password-of-anyone")
+
+
+def lock_message(user: User) -> str:
+    return gettext("账号因多次密码错误已锁定至 %(until)s。学生和家长可请班主任或学校管理员解锁。",
+                   until=local(user.locked_until).strftime("%m-%d %H:%M"))
+
+
+def _record_failure(user: User) -> None:
+    """One more consecutive failure; at the limit the account locks (kept in the history)."""
+    limit = current_app.config["CQE_LOGIN_MAX_FAILURES"]
+    with acting("login_failed", gettext("登录失败（密码错误）")):
+        user.failed_logins = (user.failed_logins or 0) + 1
+        if limit and user.failed_logins >= limit:
+            user.locked_until = now() + timedelta(minutes=current_app.config["CQE_LOGIN_LOCK_MINUTES"])
+            user.failed_logins = 0
+        db.session.commit()
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login():
     form = LoginForm(next=request.args.get("next", ""))
+    rate, address = current_app.config["CQE_LOGIN_RATE"], request.remote_addr or "-"
+    if request.method == "POST" and not throttle().allowed(rate, "login", address):
+        abort(429, description=gettext("登录失败次数过多，请稍后再试。"))
     if form.validate_on_submit():
-        user = db.session.execute(select(User).where(User.username == form.username.data.strip())).scalar_one_or_none()
-        if user is None or not user.check_password(form.password.data) or not user.active:
+        name = form.username.data.strip()
+        # A name no account can have (a NUL cannot even be compared on PostgreSQL) is simply unknown.
+        user = None if text_problem(name) else db.session.execute(
+            select(User).where(User.username == name)).scalar_one_or_none()
+        if user is not None and user.is_locked(now()):
+            flash(lock_message(user), "danger")
+        elif user is None or not user.active:
+            check_password_hash(_DUMMY_HASH, form.password.data)
+            throttle().failed(rate, "login", address)
             flash(gettext("用户名或密码错误。"), "danger")
+        elif not user.check_password(form.password.data):
+            throttle().failed(rate, "login", address)
+            _record_failure(user)
+            flash(lock_message(user) if user.is_locked(now()) else gettext("用户名或密码错误。"), "danger")
         else:
+            kept = {k: session[k] for k in ("lang", "csrf_token") if k in session}
+            session.clear()  # nothing else from before the login survives into the signed-in session
+            session.update(kept)
+            session.permanent = True
+            session["remember_me"] = bool(form.remember.data)
             login_user(user, remember=form.remember.data)
             set_actor(Actor(user_id=user.id, name=user.display_name, ip=request.remote_addr or ""))
             with acting("login"):
                 user.last_login_at = now()
+                user.failed_logins = 0
+                user.locked_until = None
                 db.session.commit()
             target = safe_next(form.next.data)
             if user.must_change_password:
                 return redirect(url_for("auth.password", next=target))
             return redirect(target or url_for("admin.index"))
-    return render_template("cqe/login.html", form=form)
+    return render_template("cqe/login.html", form=form), 200
 
 
 @bp.route("/password", methods=["GET", "POST"])
@@ -125,20 +171,33 @@ def password():
     errors: list[str] = []
     if form.validate_on_submit():
         user = current_user._get_current_object()
-        if not user.check_password(form.old_password.data):
+        allowed, count_wrong = _password_checks(user)
+        if not allowed:
+            form.old_password.errors = [gettext("当前密码：错误次数过多，请稍后再试")]
+        elif not user.check_password(form.old_password.data):
+            count_wrong()
             form.old_password.errors = [gettext("当前密码：不正确")]
         else:
             errors = password_problems(user, form.new_password.data, form.old_password.data)
             if not errors:
                 with acting("change_password", gettext("本人修改密码")):
-                    user.set_password(form.new_password.data)
+                    user.set_password(form.new_password.data)  # ends the holder's other sessions
                     user.must_change_password = False
                     db.session.commit()
+                login_user(user, remember=bool(session.get("remember_me")))  # this session goes on
                 flash(gettext("密码已修改。"), "success")
                 return redirect(safe_next(form.next.data) or url_for("admin.index"))
             form.new_password.errors = errors
     return render_page("cqe/password.html", form=form, forced=forced, min_length=MIN_PASSWORD_LENGTH,
                        page_title=gettext("修改密码"))
+
+
+def _password_checks(user: User):
+    """Someone at an unattended, signed-in phone must not be able to guess the current password: a few
+    wrong tries per account, then a pause (counted per account whatever the address).
+    Returns (allowed now, a function that counts one wrong try)."""
+    rate, key = current_app.config["CQE_PASSWORD_RATE"], str(user.id)
+    return throttle().allowed(rate, "password", key), lambda: throttle().failed(rate, "password", key)
 
 
 @bp.route("/logout", methods=["POST"])

@@ -1,4 +1,5 @@
-"""/healthz: is the database answering, is Redis answering (when configured)."""
+"""/healthz: is the database answering, is Redis answering (when configured). /livez: is this process
+serving at all (touches nothing: a liveness probe, and the trivial endpoint of the load test's ceiling)."""
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -25,3 +26,8 @@ def healthz():
         except Exception:  # noqa: BLE001
             status["redis"] = "down"  # pages still work without Redis; deadlines are caught up later
     return jsonify(status), code
+
+
+@bp.route("/livez")
+def livez():
+    return "ok", 200, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
