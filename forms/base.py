@@ -21,3 +21,46 @@ def choices(pairs) -> list[SelectChoice]:
 
 
 PLEASE_CHOOSE = ("", "— 请选择 —")
+
+
+def db_id(value) -> int | None:
+    """An id posted or passed in a query string, as an int a query can use; None for anything else
+    (text, a fraction, true/false, a number beyond any id, which SQLite could not even bind)."""
+    from models.fields import MAX_ID
+
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        if not (value.isascii() and value.isdigit()):
+            return None
+    elif not isinstance(value, int):
+        return None
+    number = int(value)
+    return number if 0 < number <= MAX_ID else None
+
+
+def posted_version(value):
+    """The version a page was opened at, for the workflow's stale-save check: None when not given, else
+    an int; anything else (a tampered or garbled form) is refused like a stale page, never a crash."""
+    from models.workflow import Conflict
+
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value.strip())
+    raise Conflict("页面数据无效（版本号不对），您的修改未保存。请刷新页面后重试。")
+
+
+def posted_text(value, name: str, label: str) -> str:
+    """A posted free text (a reason, a comment) as the workflow takes it, trimmed, or FieldErrors naming
+    the field when it holds a character no text may hold (a NUL, another control character, a broken one)."""
+    from models.fields import FieldErrors, text_problem, trim
+
+    text = "" if value is None else str(value)
+    problem = text_problem(text)
+    if problem:
+        raise FieldErrors({name: f"{label}：{problem}"})
+    return trim(text)  # a reason of zero-width spaces alone is no reason

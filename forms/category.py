@@ -49,8 +49,13 @@ def form_values(form, fields: list[dict]) -> dict:
     """The data dict of a submitted form (dates as ISO strings), for models.fields.validate_data."""
     data = {}
     for spec in fields:
-        value = form[spec["name"]].data
-        if isinstance(value, date):
+        field = form[spec["name"]]
+        value = field.data
+        if field.process_errors and field.raw_data:
+            # Typed but not parsed (2022-02-30 in a date, text in a number): the field rules name what was
+            # typed, instead of seeing nothing and answering 必填.
+            value = field.raw_data[0]
+        elif isinstance(value, date):
             value = value.isoformat()
         data[spec["name"]] = value
     return data

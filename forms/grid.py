@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
+from forms.base import db_id, posted_version
 from models import policy, workflow
 from models.base import db
 from models.calendar import Term
@@ -119,7 +120,7 @@ def rows(user, category, klass: SchoolClass) -> list[dict]:
 
 
 def _blank(values: dict) -> bool:
-    return all(str(v or "").strip() == "" for v in values.values())
+    return all(isinstance(v, str) and v.strip() == "" for v in values.values())
 
 
 def _field_errors(category, exc: FieldErrors) -> dict:
@@ -136,11 +137,9 @@ def check(user, category, klass: SchoolClass, submitted: list[dict]) -> Checked:
     if term is None:
         raise GridError("当前没有进行中的学期。", 403)
     students = {s.id: s for s in _students(klass, user)}
-    record_ids = [r.get("record_id") for r in submitted if r.get("record_id")]
-    try:
-        record_ids = [int(i) for i in record_ids]
-    except (TypeError, ValueError):
-        raise GridError("数据格式错误：记录编号无效。") from None
+    record_ids = [db_id(r.get("record_id")) for r in submitted if r.get("record_id")]
+    if None in record_ids:
+        raise GridError("数据格式错误：记录编号无效。")
     records = {r.id: r for r in db.session.execute(
         sa.select(Record).where(Record.id.in_(record_ids), policy.scope(user, Record))).scalars()} if record_ids else {}
     fields = [spec["name"] for spec in category.fields]
@@ -148,19 +147,19 @@ def check(user, category, klass: SchoolClass, submitted: list[dict]) -> Checked:
     earlier: Counter = Counter()
     for raw in submitted:
         values = raw.get("values") if isinstance(raw.get("values"), dict) else {}
-        values = {name: ("" if values.get(name) is None else str(values.get(name))) for name in fields}
-        student = students.get(_int(raw.get("student_id")))
+        values = {name: _cell(values.get(name)) for name in fields}
+        student = students.get(db_id(raw.get("student_id")))
         row = {"key": str(raw.get("key", "")), "student_id": raw.get("student_id"), "record_id": raw.get("record_id"),
                "version": raw.get("version"), "values": values, "errors": {},
                "xjh": student.xjh if student else "", "name": student.name if student else ""}
         result.rows.append(row)
         try:
             if row["record_id"]:
-                record = records.get(int(row["record_id"]))
+                record = records.get(db_id(row["record_id"]))
                 if record is None or record.category_id != category.id or record.student_id not in students:
                     raise policy.Denied("记录不存在或不在您的权限范围内。", 404)
-                result.updates.append(workflow.prepare_update(user, record, values, expected_version=row["version"],
-                                                              in_scope=True))
+                result.updates.append(workflow.prepare_update(
+                    user, record, values, expected_version=posted_version(row["version"]), in_scope=True))
             else:
                 if _blank(values):
                     row["skip"] = True  # an untouched blank row: nothing to check, nothing to save
@@ -179,11 +178,14 @@ def check(user, category, klass: SchoolClass, submitted: list[dict]) -> Checked:
     return result
 
 
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
+def _cell(value):
+    """A submitted cell as the field checks take it: text (a number as its text); a list, an object or
+    true/false stays what it is, and the check names the field it was sent for."""
+    if value is None:
+        return ""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    return value
 
 
 def save(user, category, klass: SchoolClass, submitted: list[dict]) -> tuple[Checked, int, int]:

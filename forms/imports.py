@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from io import BytesIO
-from zipfile import BadZipFile
 
 import sqlalchemy as sa
 from flask import current_app
@@ -32,14 +31,13 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.datavalidation import DataValidation
 from sqlalchemy.dialects import postgresql
 
 from models import policy, workflow
 from models.audit import acting
 from models.base import db
-from models.fields import FieldErrors
+from models.fields import FieldErrors, validate_data
 from models.org import Student
 
 DATA_SHEET = "录入"
@@ -179,16 +177,19 @@ class Sheet:
     on opening (``ImportFileError`` for a file that is not the template)."""
 
     def __init__(self, source, category):
+        # The file is opened here, not by openpyxl, so that it is closed whatever openpyxl fails on.
+        self._fh = open(source, "rb") if isinstance(source, (str, os.PathLike)) else None  # noqa: SIM115
+        self.scanned = 0  # rows read so far, blank ones included (the progress bar)
         try:
-            self._wb = load_workbook(source, read_only=True, data_only=False)
-        except (InvalidFileException, BadZipFile, KeyError, OSError, ValueError):
+            self._wb = load_workbook(self._fh or source, read_only=True, data_only=False)
+        except Exception:  # noqa: BLE001 - whatever the parser trips on (a zip, XML, zlib error …), the file is bad
+            self._close_file()
             raise ImportFileError("文件无法读取：请上传用模板填写的 .xlsx 文件（不是改了扩展名的其他文件）。") from None
         try:
             self._open(category)
         except BaseException:
-            self._wb.close()
+            self.close()
             raise
-        self.scanned = 0  # rows read so far, blank ones included (the progress bar)
 
     def _open(self, category) -> None:
         if DATA_SHEET not in self._wb.sheetnames:
@@ -198,7 +199,7 @@ class Sheet:
         # file and sizes the progress bar. The rows themselves are read to the end, whatever it says.
         self.size = max(ws.max_row - 1, 0) if ws.max_row else None
         ws.reset_dimensions()
-        self._rows = ws.iter_rows()
+        self._rows = readable_rows(ws.iter_rows(), DATA_SHEET)
         header = next(self._rows, None)
         labels = [_text(c.value) for c in header] if header else []
         if XJH not in labels:
@@ -251,13 +252,36 @@ class Sheet:
             yield chunk
 
     def close(self) -> None:
-        self._wb.close()
+        try:
+            self._wb.close()
+        finally:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
 
     def __enter__(self) -> Sheet:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def readable_rows(rows: Iterator, sheet: str) -> Iterator:
+    """A sheet's rows as openpyxl reads them, or ImportFileError naming where the file is damaged (a part of
+    the zip cut off or garbled: openpyxl meets it only when it reads that far)."""
+    number = 0
+    while True:
+        try:
+            cells = next(rows)
+        except StopIteration:
+            return
+        except Exception:  # noqa: BLE001 - XML, zlib, zip errors of a damaged file
+            raise ImportFileError(f"文件已损坏：工作表「{sheet}」第{number + 1}行起无法读取。请在 Excel 或 WPS 中打开后"
+                                  "重新保存为 .xlsx 再上传。") from None
+        number += 1
+        yield cells
 
 
 class Checker:
@@ -292,7 +316,11 @@ class Checker:
         self.batch.load(students.values())
         report, prepared = self.report, []
         for row in rows:
-            values = None if row.errors else self._check_row(row, students)
+            if row.errors:  # a formula cell: the row is refused, and its other bad cells are named too
+                self._name_other_cells(row)
+                values = None
+            else:
+                values = self._check_row(row, students)
             report.total += 1
             if values is None:
                 report.invalid += 1
@@ -304,6 +332,14 @@ class Checker:
                 report.valid += 1
                 prepared.append(values)
         return prepared
+
+    def _name_other_cells(self, row: Row) -> None:
+        try:
+            validate_data(self.batch.category.fields, row.data)
+        except FieldErrors as exc:
+            for name, message in exc.errors.items():
+                label = self.labels.get(name, "") if name else ""
+                row.errors.setdefault(label, message)
 
     def _check_row(self, row: Row, students: dict) -> dict | None:
         if not row.xjh:

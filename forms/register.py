@@ -44,18 +44,16 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from io import BytesIO
-from zipfile import BadZipFile
 
 import sqlalchemy as sa
 from openpyxl import Workbook, load_workbook
 from openpyxl.styles import Font, PatternFill
 from openpyxl.utils import get_column_letter
-from openpyxl.utils.exceptions import InvalidFileException
 from openpyxl.worksheet.datavalidation import DataValidation
 from sqlalchemy.orm import selectinload
 from werkzeug.security import generate_password_hash
 
-from forms.imports import ImportFileError
+from forms.imports import ImportFileError, readable_rows
 from models import policy
 from models.accounts import RoleGrant, User
 from models.audit import acting
@@ -399,7 +397,7 @@ def _staff_row(number: int, values: dict, problems: dict) -> StaffRow:
 
 
 def _read_sheet(ws, columns: dict, needed: tuple, required: tuple, make, one_of: tuple = ()) -> tuple[int, list]:
-    it = ws.iter_rows()
+    it = readable_rows(ws.iter_rows(), ws.title)
     head = []
     for cells in it:
         head.append(cells)
@@ -435,7 +433,7 @@ def read(stream) -> Sheets:
     """The workbook's rows with their format errors, or ImportFileError for a file that cannot be used."""
     try:
         wb = load_workbook(stream, read_only=True, data_only=False)
-    except (InvalidFileException, BadZipFile, KeyError, OSError, ValueError):
+    except Exception:  # noqa: BLE001 - whatever the parser trips on (a zip, XML, zlib error …), the file is bad
         raise ImportFileError("文件无法读取：请上传学籍系统导出的 .xlsx 文件（不是改了扩展名的其他文件）。") from None
     try:
         sheets = [ws for ws in wb.worksheets if ws.title not in (STAFF_SHEET, GUIDE_SHEET)]

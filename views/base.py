@@ -20,7 +20,7 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from sqlalchemy import inspect as sa_inspect
 
-from forms.base import CQEForm
+from forms.base import CQEForm, db_id
 from models import policy, workflow
 from models.base import db
 from models.fields import FieldErrors
@@ -61,9 +61,8 @@ class ScopedAjaxLoader(CurrentSession, QueryAjaxModelLoader):
 
     def get_one(self, pk):
         pk_col = sa_inspect(self.model).primary_key[0]
-        try:
-            pk = int(pk)
-        except (TypeError, ValueError):
+        pk = db_id(pk)  # not an id, or beyond any id (which could not even be bound): no such object
+        if pk is None:
             return None
         with db.session.no_autoflush:
             return self.get_query().filter(pk_col == pk).one_or_none()
@@ -186,7 +185,7 @@ class ScopedModelView(CurrentSession, StreamedExport, ModelView):
                     f'<input id="id" name="id" type="hidden" value="{escape(pk)}">'
                     f'<input id="url" name="url" type="hidden" value="{escape(return_url)}">'
                     f'<input type="hidden" name="csrf_token" value="{escape(urls["csrf"])}"/>'
-                    f'<button onclick="return faHelpers.safeConfirm(\'{escape(urls["confirm"])}\');" '
+                    f'<button data-confirm="{escape(urls["confirm"])}" '
                     f'title="{escape(urls["delete_title"])}"><span class="fa fa-trash glyphicon glyphicon-trash">'
                     "</span></button></form>")
         return Markup("".join(out))
@@ -215,10 +214,9 @@ class ScopedModelView(CurrentSession, StreamedExport, ModelView):
 
     def get_one(self, id):
         pk = sa_inspect(self.model).primary_key[0]
-        try:
-            ident = int(id)
-        except (TypeError, ValueError):
-            abort(404)
+        ident = db_id(id)
+        if ident is None:
+            abort(404, description="记录不存在或不在您的权限范围内。")
         obj = self.get_query().filter(pk == ident).one_or_none()
         if obj is None:
             abort(404, description="记录不存在或不在您的权限范围内。")
@@ -275,7 +273,12 @@ class ScopedModelView(CurrentSession, StreamedExport, ModelView):
         if not self.column_editable_list:
             abort(404)
         self._require(self.edit_action, self.get_one(request.form.get("list_form_pk")))
-        return super().ajax_update()
+        answer = super().ajax_update()
+        # Flask-Admin answers a refused value (bad input, a stale or refused change) with 500; it is the
+        # person's input, not a server fault: 400 with the same message (x-editable shows it either way).
+        if isinstance(answer, tuple) and len(answer) == 2 and answer[1] == 500:
+            return answer[0], 400
+        return answer
 
     # --- changes go through the workflow -----------------------------------------------------
     def apply_form(self, form, model, is_created: bool) -> None:

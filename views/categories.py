@@ -14,7 +14,7 @@ from wtforms import validators as v
 
 import jobs
 from forms import imports
-from forms.base import PLEASE_CHOOSE, choices
+from forms.base import PLEASE_CHOOSE, choices, db_id, posted_version
 from forms.category import form_object, form_values, record_form_class
 from jobs import imports as import_jobs
 from models import policy, workflow
@@ -114,13 +114,13 @@ class ImportMixin:
     def import_template(self):
         self._require_import()
         students = []
-        class_id = request.args.get("class_id", type=int)
+        class_id = request.args.get("class_id")
         if class_id:
-            klass = db.session.get(SchoolClass, class_id)
+            klass = db.session.get(SchoolClass, db_id(class_id) or 0)
             if klass is None or not policy.visible(current_user, klass):
                 abort(404)
             students = [s for s in db.session.execute(sa.select(Student).where(
-                Student.class_id == class_id, policy.scope(current_user, Student)).order_by(Student.xjh)).scalars()
+                Student.class_id == klass.id, policy.scope(current_user, Student)).order_by(Student.xjh)).scalars()
                 if s.participates]
         data = imports.template(self.record_category, students)
         name = f"{self.record_category.name}-导入模板.xlsx"
@@ -455,7 +455,7 @@ class CategoryView(GridMixin, ImportMixin, ScopedModelView):
     def update_model(self, form, model):
         data = form_values(form, self.spec["fields"])
         return bool(self.run_workflow(form, lambda: workflow.update_record(
-            current_user, model, data, expected_version=form.version.data or None)))
+            current_user, model, data, expected_version=posted_version(form.version.data))))
 
     def delete_model(self, model):
         return bool(self.run_workflow(None, lambda: workflow.delete_record(current_user, model), refusal="flash"))

@@ -9,6 +9,7 @@ from flask_babel import gettext
 from flask_login import current_user
 
 from forms import grid
+from forms.base import db_id
 from models import policy, workflow
 from models.base import db
 from models.fields import FieldErrors
@@ -29,7 +30,8 @@ class GridMixin:
             abort(403, description=gettext("您的角色不能表格录入「%(name)s」。", name=self.record_category.name))
 
     def _grid_class(self, ident) -> SchoolClass:
-        klass = policy.get_scoped(current_user, SchoolClass, ident) if ident not in (None, "") else None
+        ident = db_id(ident)  # not an id at all (text, a list, beyond any id): no such class
+        klass = policy.get_scoped(current_user, SchoolClass, ident) if ident is not None else None
         if klass is None:
             abort(404, description=gettext("班级不存在或不在您的权限范围内。"))
         if klass.grade not in self.record_category.grades:
