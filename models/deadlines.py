@@ -422,7 +422,10 @@ def _record_scope_clause(role: str):
     school_district = sa.select(School.district_id).where(School.id == Record.school_id).scalar_subquery()
     if role == "district_clerk":
         return RoleGrant.district_id == school_district
-    return RoleGrant.city_id == sa.select(District.city_id).where(District.id == school_district).scalar_subquery()
+    # One level of correlation (a subquery inside a subquery would not correlate to the record).
+    school_city = (sa.select(District.city_id).join(School, School.district_id == District.id)
+                   .where(School.id == Record.school_id).scalar_subquery())
+    return RoleGrant.city_id == school_city
 
 
 def _remind_confirmation(run_id: int, cohort: Cohort, at: datetime) -> dict:

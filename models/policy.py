@@ -26,6 +26,7 @@ from models.catalog import Activity, Category, Dimension
 from models.clock import local, now
 from models.contacts import Contact
 from models.deadlines import DeadlineRun, Notification
+from models.fields import MAX_ID
 from models.org import NON_PARTICIPANT_STATUSES, City, District, School, SchoolClass, Student
 from models.owners import owner_ids
 from models.records import Record
@@ -98,7 +99,10 @@ RULES: dict[type, dict[str, Rule]] = {
         "edit": _r("district_admin", "school_admin"),
         "delete": _r("district_admin", "school_admin"),
     },
-    User: {"view": _r("district_admin"), "create": _r("district_admin"), "edit": _r("district_admin")},
+    User: {"view": _r("district_admin"), "create": _r("district_admin"), "edit": _r("district_admin"),
+           # 账号解锁 (views/unlock.py): the homeroom teacher for the class's students and parents, the school
+           # admin for the school's students, parents and staff, the district admin for every account.
+           "unlock": _r("district_admin", "school_admin", "homeroom_teacher")},
     RoleGrant: {
         "view": _r("district_admin"),
         "create": _r("district_admin"),
@@ -140,7 +144,7 @@ ACTION_NAMES = {
     "confirm": "确认", "reject": "确认不通过", "correct": "修改", "submit": "提交审阅", "review": "审阅",
     "return": "退回", "publish": "提交公示", "file": "提交申诉", "accept": "受理", "dismiss": "驳回",
     "approve": "审核通过", "send_back": "退回修改", "import_register": "导入学籍", "print_slips": "打印账号单",
-    "rate": "评定", "sign": "登记签字", "print_reports": "打印确认单和纪实报告",
+    "rate": "评定", "sign": "登记签字", "print_reports": "打印确认单和纪实报告", "unlock": "解锁",
 }
 MODEL_NAMES = {
     City: "市", District: "区", School: "学校", SchoolClass: "班级", Student: "学生", Activity: "活动项目",
@@ -386,6 +390,8 @@ def get_scoped(user: User, model: type, ident):
         ident = pk.type.python_type(ident)
     except (TypeError, ValueError):
         return None
+    if isinstance(ident, int) and not 0 < ident <= MAX_ID:
+        return None  # beyond any id (and beyond what the database could even compare)
     return db.session.execute(sa.select(model).where(pk == ident).where(scope(user, model))).scalar_one_or_none()
 
 
@@ -442,9 +448,18 @@ def current_term_ids(user: User) -> list[int]:
 
 
 def current_term(district_id: int) -> Term | None:
-    return db.session.execute(
+    """The district's current term; looked up once per request (a page asks several times)."""
+    from flask import g, has_request_context
+
+    cache = g.setdefault("cqe_current_term", {}) if has_request_context() else None
+    if cache is not None and district_id in cache:
+        return cache[district_id]
+    term = db.session.execute(
         sa.select(Term).where(Term.district_id == district_id, Term.is_current.is_(True))
     ).scalar_one_or_none()
+    if cache is not None:
+        cache[district_id] = term
+    return term
 
 
 def fmt(dt: datetime) -> str:
@@ -564,16 +579,32 @@ def level_name(level: str) -> str:
 # Publication: whose published report a user may read (SPEC §6)
 
 
+def classmates_decision(student: Student, at: datetime | None = None) -> Decision:
+    """Whether the student's class is in publication (公示) now: only then do classmates see each other's
+    published data (SPEC §6); before and after, a student sees their own report only. The refusal names
+    the window."""
+    term = current_term(student.school.district_id)
+    cohort = term.cohort_for_grade(student.school_class.grade) if term is not None else None
+    return window_decision([cohort] if cohort is not None else [], ("publication",), at or now(), "查看同班同学的公示数据")
+
+
+def classmates_published(student: Student, at: datetime | None = None) -> bool:
+    return bool(classmates_decision(student, at))
+
+
 def report_scope(user: User):
-    """The students whose published reports this user may read: a student their own class (published
-    data only), a parent their child, staff the students in their scope."""
+    """The students whose published reports this user may read: a student themself, and their class
+    during publication (published data only); a parent their child; staff the students in their scope."""
     if user is None or not getattr(user, "is_authenticated", False):
         return sa.false()
     clauses = []
     for g in user.grants:
         if g.role == "student":
-            own_class = sa.select(Student.class_id).where(Student.id == g.student_id).scalar_subquery()
-            clauses.append(Student.class_id == own_class)
+            own = db.session.get(Student, g.student_id)
+            if own is not None and classmates_published(own):
+                clauses.append(Student.class_id == own.class_id)
+            else:
+                clauses.append(Student.id == g.student_id)
         elif g.role == "parent":
             clauses.append(Student.id == g.student_id)
         else:
@@ -581,6 +612,55 @@ def report_scope(user: User):
     if not clauses:
         return sa.false()
     return sa.and_(sa.or_(*clauses), Student.status.notin_(NON_PARTICIPANT_STATUSES))
+
+
+def unlock_scope(user: User):
+    """The accounts this user may unlock (SQL filter on User). Whose lock-out is whose to lift follows
+    the people one looks after: a homeroom teacher's class (students and parents), a school admin's school
+    (students, parents, class and school staff), a district admin's district (everyone in it)."""
+    rule = RULES[User]["unlock"]
+    clauses = []
+    for g in user.grants if user is not None and getattr(user, "is_authenticated", False) else ():
+        if g.role not in rule.roles:
+            continue
+        if g.role == "homeroom_teacher":
+            students = sa.select(Student.id).where(Student.class_id == g.class_id)
+            clauses.append(User.id.in_(sa.select(RoleGrant.user_id).where(
+                RoleGrant.role.in_(("student", "parent")), RoleGrant.student_id.in_(students))))
+        elif g.role == "school_admin":
+            classes = sa.select(SchoolClass.id).where(SchoolClass.school_id == g.school_id)
+            students = sa.select(Student.id).where(Student.school_id == g.school_id)
+            clauses.append(User.id.in_(sa.select(RoleGrant.user_id).where(sa.or_(
+                RoleGrant.school_id == g.school_id, RoleGrant.class_id.in_(classes),
+                RoleGrant.student_id.in_(students)))))
+        else:
+            clauses.append(User.id.in_(_users_in_district(g)))
+    if not clauses:
+        return sa.false()
+    # Nobody unlocks themselves (a locked account cannot sign in to try anyway).
+    return sa.and_(sa.or_(*clauses), User.id != user.id)
+
+
+def check_unlock(user: User, target: User) -> Decision:
+    """May ``user`` lift ``target``'s lock-out? 404 outside their people, 403 for a role that unlocks none."""
+    if not user.has_role(*RULES[User]["unlock"].roles):
+        return Decision(False, "您的角色不能解锁账号。", 403)
+    found = db.session.execute(sa.select(User.id).where(User.id == target.id, unlock_scope(user))).first()
+    if found is None:
+        return Decision(False, "账号不存在或不在您的管理范围内。", 404)
+    return ALLOW
+
+
+def sees_register_data(user: User, student: Student) -> bool:
+    """Personal data minimisation: the register data (学籍号) on a report is for the student, their parents
+    and staff; a classmate reading it during publication sees the name and the published records only."""
+    for g in user.grants:
+        if g.role in ("student", "parent"):
+            if g.student_id == student.id:
+                return True
+        else:
+            return True  # staff reach a report only through report_visible, i.e. inside their scope
+    return False
 
 
 def report_visible(user: User, student: Student) -> bool:

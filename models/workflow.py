@@ -172,6 +172,19 @@ def case_rule(user: User, action: str, case: Case) -> tuple[policy.Rule | None, 
     return policy.Rule(frozenset({role}), (t.window,) if t.window else ()), ""
 
 
+def concurrent_write(exc: Exception) -> bool:
+    """Whether the database refused a write because another connection was writing at the same moment.
+
+    SQLite (the embedded default) has one writer at a time, and a transaction that has read before trying
+    to write cannot wait for the other writer (its snapshot is already stale): the write fails at once with
+    SQLITE_BUSY ("database is locked"). For the person saving this is a concurrent save, like a stale
+    version on PostgreSQL: nothing of theirs was written, and they may retry after a refresh."""
+    orig = getattr(exc, "orig", None)
+    if not isinstance(exc, sa.exc.OperationalError) or orig is None:
+        return False
+    return getattr(orig, "sqlite_errorname", "").startswith("SQLITE_BUSY") or "database is locked" in str(orig)
+
+
 def _commit(action: str, reason: str = "") -> None:
     try:
         db.session.commit()
@@ -181,8 +194,10 @@ def _commit(action: str, reason: str = "") -> None:
     except sa.exc.IntegrityError as exc:
         db.session.rollback()
         raise FieldErrors(_integrity_message(exc)) from None
-    except Exception:
+    except Exception as exc:
         db.session.rollback()
+        if concurrent_write(exc):
+            raise Conflict("有其他人正在同时保存，您的修改未保存。请刷新后重试。") from None
         raise
 
 
@@ -621,8 +636,10 @@ def save_records(records: list[Record], updates: list[Update], reason: str) -> t
         raise Conflict("有记录刚被他人修改，本次保存未写入任何数据。请刷新后重试。") from None
     except (FieldErrors, WorkflowError) as exc:
         _fail(exc)
-    except Exception:
+    except Exception as exc:
         db.session.rollback()
+        if concurrent_write(exc):
+            raise Conflict("有其他人正在同时保存，本次保存未写入任何数据。请刷新后重试。") from None
         raise
 
 
@@ -1095,3 +1112,21 @@ def save_summary_upload(user: User, upload: SummaryUpload, *, at: datetime | Non
         return upload
     except (policy.Denied, WorkflowError) as exc:
         _fail(exc)
+
+
+def unlock_accounts(user: User, targets: list[User]) -> int:
+    """Lift the lock-out of accounts (账号解锁): all-or-nothing, each checked by policy, in the history."""
+    for target in targets:
+        decision = policy.check_unlock(user, target)
+        if not decision:
+            raise policy.Denied(decision.reason, decision.status)
+    changed = 0
+    with acting("unlock", "解除登录锁定"):
+        for target in targets:
+            if target.locked_until is None and not target.failed_logins:
+                continue
+            target.locked_until = None
+            target.failed_logins = 0
+            changed += 1
+        _commit("unlock")
+    return changed

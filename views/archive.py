@@ -32,6 +32,7 @@ from flask_login import current_user
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 
+from forms.base import db_id, posted_text
 from models import policy, workflow
 from models.archive import RESULTS, ArchiveEntry, Progress, SummaryUpload, archive_grades, progress
 from models.base import db
@@ -131,9 +132,8 @@ def _may(action: str, student: Student | None, term: Term | None) -> tuple[bool,
 
 def _scoped_students(ids: list[str], **where) -> list[Student]:
     """The posted students, all inside the user's scope (and the given class), or 404: never a partial set."""
-    try:
-        wanted = {int(i) for i in ids}
-    except ValueError:
+    wanted = {db_id(i) for i in ids}
+    if None in wanted:
         abort(400, description=_("学生编号无效。"))
     if not wanted:
         return []
@@ -262,7 +262,8 @@ class ArchiveRateView(_ArchivePage):
             text = _("已将 %(n)s 名学生评为「%(result)s」。", n=len(students), result=name)
             return text + (_("其中 %(m)s 名原已是该结果。", m=same) if same else "")
 
-        _run(lambda: workflow.rate_students(current_user, students, result, request.form.get("reason", "")), done)
+        _run(lambda: workflow.rate_students(current_user, students, result,
+                                            posted_text(request.form.get("reason"), "reason", _("不合格原因"))), done)
         anchor = f"#s{students[0].id}" if len(students) == 1 else ""
         return redirect(target + anchor)
 
@@ -360,6 +361,12 @@ class ArchiveSignView(_ArchivePage):
             day = _parse_day(request.form.get("date"))
             if day is None:
                 flash(_("签字日期：请填写有效日期（如 %(d)s）。", d=local(now()).date().isoformat()), "error")
+                return redirect(target)
+            # A slip is signed in the school year of its report: an earlier date is a typo (0022, 1900 …).
+            first = date(term.school_year, 9, 1)
+            if day < first:
+                flash(_("签字日期：不能早于本学年开始（%(d)s），现填的是 %(v)s。", d=first.isoformat(), v=day.isoformat()),
+                      "error")
                 return redirect(target)
         who = {"student": _("学生"), "parent": _("家长"), "both": _("学生和家长")}.get(kind, "")
 

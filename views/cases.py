@@ -8,7 +8,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
-from forms.base import PLEASE_CHOOSE, CQEForm, choices
+from forms.base import PLEASE_CHOOSE, CQEForm, choices, posted_text, posted_version
 from forms.category import form_object, form_values, record_form_class
 from models import policy, workflow
 from models.base import db
@@ -113,8 +113,9 @@ def act(case_id: int, action: str):
     if action == "correct":
         form = correction_form(case)
         proposal = {"op": request.form.get("op"), "data": form_values(form, case.category.fields)}
-    ok = perform(lambda: workflow.case_action(current_user, case, action, reason=request.form.get("reason", ""),
-                                              proposal=proposal, expected_version=request.form.get("version")),
+    ok = perform(lambda: workflow.case_action(current_user, case, action,
+                                              reason=posted_text(request.form.get("reason"), "reason", "原因"),
+                                              proposal=proposal, expected_version=posted_version(request.form.get("version"))),
                  CASE_DONE[action])
     if not ok and action == "correct":
         return _render_case(case, form)
@@ -136,8 +137,10 @@ def review(record_id: int):
         action = request.form.get("action")
         if action not in ("review", "return"):
             abort(400, description="未知操作。")
-        if perform(lambda: workflow.record_action(current_user, record, action, reason=request.form.get("reason", ""),
-                                                  expected_version=request.form.get("version")),
+        if perform(lambda: workflow.record_action(current_user, record, action,
+                                                  reason=posted_text(request.form.get("reason"), "reason",
+                                                                     "审阅意见" if action == "review" else "退回原因"),
+                                                  expected_version=posted_version(request.form.get("version"))),
                    REVIEW_DONE[action]):
             return redirect(url_for("review_queue.index_view"))
     mode = (policy.entry_rule(record.category, "student", record.student.school_class.grade) or {}).get("review")

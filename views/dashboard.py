@@ -599,6 +599,9 @@ def workbook(title: str, tables: list[Table]) -> bytes:
                 else:
                     values.append(value)
             ws.append(values)
+            for cell in ws[ws.max_row]:
+                if isinstance(cell.value, str) and cell.value.startswith("="):
+                    cell.data_type = "s"  # a name like "=1+1" stays text, never a live formula
             if row is table.total:
                 for cell in ws[ws.max_row]:
                     cell.font = bold

@@ -3,7 +3,7 @@ inbox every user reads reminders in, and the JSON a progress bar polls for a bac
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, jsonify, redirect, request, url_for
+from flask import Blueprint, abort, flash, g, has_request_context, jsonify, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_babel import get_locale
 from flask_babel import gettext as _
@@ -170,10 +170,16 @@ def message_link(n: Notification) -> str | None:
 
 
 def unread_count() -> int:
+    """Unread messages of the signed-in user; counted once per request (the menu and the page both ask)."""
     if not current_user.is_authenticated:
         return 0
-    return db.session.execute(sa.select(sa.func.count(Notification.id)).where(
+    if has_request_context() and "cqe_unread" in g:
+        return g.cqe_unread
+    count = db.session.execute(sa.select(sa.func.count(Notification.id)).where(
         policy.scope(current_user, Notification), Notification.read_at.is_(None))).scalar_one()
+    if has_request_context():
+        g.cqe_unread = count
+    return count
 
 
 @bp.route("/inbox")
@@ -201,6 +207,8 @@ def job_status(job_id: str):
     """A background job's progress for the one who started it (others get 404, as for any id)."""
     try:
         info = jobs.status(job_id)
+    except ValueError:  # not a job id at all (RQ's are letters, digits, "_" and "-"): no such job
+        abort(404)
     except Exception:  # noqa: BLE001 - Redis down
         return jsonify({"status": "unknown", "error": _("无法连接后台任务队列。")}), 503
     if info is None or info.get("user_id") != current_user.id:

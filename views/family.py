@@ -8,6 +8,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
 
+from forms.base import db_id, posted_text, posted_version
 from models import policy, workflow
 from models.base import db
 from models.cases import APPEAL_KINDS, CASE_STATES, Case
@@ -104,8 +105,9 @@ def record_action(record_id: int, action: str):
     record = policy.get_scoped(current_user, Record, record_id)
     if record is None:
         abort(404, description="记录不存在或不在您的权限范围内。")
-    perform(lambda: workflow.record_action(current_user, record, action, reason=request.form.get("reason", ""),
-                                           expected_version=request.form.get("version")), DONE[action])
+    perform(lambda: workflow.record_action(current_user, record, action,
+                                           reason=posted_text(request.form.get("reason"), "reason", "原因"),
+                                           expected_version=posted_version(request.form.get("version"))), DONE[action])
     return redirect(url_for(".records") + f"#r{record_id}")
 
 
@@ -124,6 +126,10 @@ def _report_student(student_id: int | None) -> tuple[Student, Student, str]:
         return me, me, role
     other = db.session.get(Student, student_id)
     if other is None or not policy.report_visible(current_user, other):
+        if other is not None and role == "student" and other.class_id == me.class_id and other.participates:
+            decision = policy.classmates_decision(me)
+            if not decision:  # a classmate, outside publication: say when it opens
+                abort(403, description=decision.reason)
         abort(404, description="该同学的公示数据不存在或不在您的查看范围内。")
     return me, other, role
 
@@ -151,7 +157,8 @@ def classmates():
         sa.select(Student).where(policy.report_scope(current_user), Student.class_id == me.class_id)
         .order_by(Student.name)
     ).scalars().all()
-    return render_page("cqe/me/class.html", me=me, students=students)
+    decision = policy.classmates_decision(me)
+    return render_page("cqe/me/class.html", me=me, students=students, closed=None if decision else decision.reason)
 
 
 @bp.route("/appeal/<int:student_id>", methods=["GET", "POST"])
@@ -160,8 +167,9 @@ def appeal(student_id: int):
     if role != "student":
         abort(403, description="申诉由学生本人提交。")
     record = None
-    record_id = request.values.get("record", type=int)
+    record_id = request.values.get("record")
     if record_id:
+        record_id = db_id(record_id) or 0  # not an id: no such record
         record = db.session.execute(sa.select(Record).where(
             Record.id == record_id, Record.student_id == student.id, Record.state.in_(PUBLISHED_STATES))
         ).scalar_one_or_none()
@@ -170,10 +178,11 @@ def appeal(student_id: int):
     categories = [c for c in db.session.execute(sa.select(Category).order_by(Category.position)).scalars()
                   if student.school_class.grade in c.grades]
     if request.method == "POST":
-        category = db.session.get(Category, request.form.get("category", type=int) or 0) if record is None else None
+        category = db.session.get(Category, db_id(request.form.get("category")) or 0) if record is None else None
         kind = request.form.get("kind", "")
         if perform(lambda: workflow.file_appeal(current_user, student, kind=kind, record=record, category=category,
-                                                description=request.form.get("description", "")),
+                                                description=posted_text(request.form.get("description"), "description",
+                                                                        "申诉说明")),
                    _("申诉已提交，请在“我的申诉”中查看处理进度。")):
             return redirect(url_for(".appeals"))
     item = None

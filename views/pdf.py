@@ -49,6 +49,11 @@ def _fonts() -> None:
     with _fonts_lock:
         if _fonts_ready:
             return
+        # ReportLab fills its named-colour table lazily and publishes it before it is full: two threads'
+        # first PDFs could see it empty ("Invalid color value 'black'"). Fill it here, under the lock.
+        from reportlab.lib import colors as _colors
+
+        _colors.getAllNamedColors()
         regular = os.path.join(FONT_DIR, "NotoSansSC-Regular.ttf")
         bold = os.path.join(FONT_DIR, "NotoSansSC-Bold.ttf")
         if not (os.path.exists(regular) and os.path.exists(bold)):

@@ -3,6 +3,7 @@ opens: a signed, expiring, read-only link to one student's report that needs no 
 else (SPEC §7, issue 7)."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -88,11 +89,19 @@ def _visible_student(student_id: int) -> Student:
     return student
 
 
+def _report_for_viewer(student: Student):
+    """The report as the signed-in user may read it: a classmate gets no 学籍号."""
+    report = reports.build(student)
+    if not policy.sees_register_data(current_user, student):
+        report = dataclasses.replace(report, xjh="—")
+    return report
+
+
 @bp.route("/reports/student/<int:student_id>/")
 @login_required
 def student_report(student_id: int):
     student = _visible_student(student_id)
-    report = reports.build(student)
+    report = _report_for_viewer(student)
     return render_page("cqe/report.html", report=report, title=report_title(student), student=student,
                        pdf_url=url_for(".student_report_pdf", student_id=student.id), page_title="纪实报告")
 
@@ -101,8 +110,9 @@ def student_report(student_id: int):
 @login_required
 def student_report_pdf(student_id: int):
     student = _visible_student(student_id)
-    report = reports.build(student)
-    return _pdf(report_pdf(report, report_title(student)), f"纪实报告-{student.name}-{student.xjh}.pdf")
+    report = _report_for_viewer(student)
+    suffix = f"-{student.xjh}" if report.xjh == student.xjh else ""
+    return _pdf(report_pdf(report, report_title(student)), f"纪实报告-{student.name}{suffix}.pdf")
 
 
 def slips_for(klass: SchoolClass) -> list[dict]:
