@@ -95,13 +95,21 @@ def status(job_id: str) -> dict | None:
     if q is None:
         return None
     from rq.exceptions import NoSuchJobError
-    from rq.job import Job
+    from rq.job import Job, JobStatus
+    from rq.registry import StartedJobRegistry
 
     try:
         found = Job.fetch(job_id, connection=q.connection)
     except NoSuchJobError:
         return None
     state = found.get_status(refresh=False)
+    if state == JobStatus.STARTED:
+        # A worker killed mid-job (SIGKILL, out of memory, a lost machine) leaves its job "started". RQ
+        # calls it abandoned (failed) once the job's heartbeat has lapsed (about 90 s), but only when a
+        # worker's maintenance next runs (every 10 minutes). Ask now: the page can then say the job failed
+        # and offer to run it again, instead of showing a progress bar that never moves.
+        StartedJobRegistry(found.origin, connection=q.connection).cleanup()
+        state = found.get_status(refresh=True)
     result = found.return_value() if state == "finished" else None
     return {"id": found.id, "status": str(state.value if hasattr(state, "value") else state),
             "progress": found.meta.get("progress"), "user_id": found.meta.get("user_id"), "result": result,

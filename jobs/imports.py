@@ -8,6 +8,8 @@ same report whichever way the work ran.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 from forms import imports
 from jobs import app_context, job, progress
 from models.accounts import User
@@ -47,11 +49,38 @@ def check_upload(token: str) -> dict:
 @app_context
 def import_upload(token: str, mode: str) -> dict:
     """Check the file again and write its rows (all, or only the good ones) in one transaction; store
-    the outcome for the page."""
+    the outcome for the page.
+
+    An upload is imported once, however often this runs: a job killed mid-way (its transaction dies with
+    it, nothing is kept) may be rerun by the user (a new job from the page) and by an operator (``rq
+    requeue`` of the abandoned job) alike. Runs of one upload take turns (a lock on the upload, released
+    by the kernel if the holder dies), and a run that finds the upload imported writes nothing."""
     upload, user, category = _load(token)
-    try:
-        result = imports.import_upload(upload, user, category, mode, progress=progress)
-    except imports.ImportFileError as exc:
-        result = {"ok": False, "imported": 0, "skipped": 0, "message": exc.message}
-    upload.save_result(result)
+    with _one_at_a_time(upload):
+        upload = imports.Upload.load(token) or upload  # as the run before this one left it
+        done = upload.meta.get("imported")
+        if done:
+            result = {"ok": False, "imported": 0, "skipped": 0, "message": f"该文件已导入 {done} 条记录，未重复导入。"}
+            if upload.result() is None:  # a page waiting for this job gets its answer; another job's stays
+                upload.save_result(result)
+            return result
+        try:
+            result = imports.import_upload(upload, user, category, mode, progress=progress)
+        except imports.ImportFileError as exc:
+            result = {"ok": False, "imported": 0, "skipped": 0, "message": exc.message}
+        upload.save_result(result)
     return result
+
+
+@contextmanager
+def _one_at_a_time(upload):
+    """An exclusive lock on the upload for the length of an import (the web process and the workers share
+    instance/imports, where the file itself is). A killed holder's lock goes with its process."""
+    import fcntl
+
+    with open(upload.path(".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
