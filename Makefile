@@ -12,7 +12,7 @@ export CQE_NOW
 DATABASE_URL ?= sqlite:///$(CURDIR)/instance/cqe.sqlite
 export DATABASE_URL
 
-.PHONY: run test venv dev-venv migrate seed lint translations vendor clean bench bench-quick bench-city worker tick
+.PHONY: run test venv dev-venv migrate seed lint translations vendor clean bench bench-quick bench-city worker tick load
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ $(VENV)/.installed: requirements.txt | $(BIN)/python
 
 $(VENV)/.installed-dev: requirements.txt requirements-dev.txt $(VENV)/.installed
 	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# locust and gevent, for `make load` only (requirements-load.txt).
+$(VENV)/.installed-load: requirements.txt requirements-load.txt $(VENV)/.installed
+	$(BIN)/pip install --quiet -r requirements-load.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -75,6 +80,14 @@ bench-quick: dev-venv
 
 bench-city: dev-venv
 	$(BIN)/python bench/run.py --students 600000 --only postgresql
+
+# The publication rush (bench/load.py): gunicorn on PostgreSQL (its own database, cqe_load, dropped and re-seeded;
+# clock pinned in publication), driven by locust from a second process: a think-time run for latency and errors,
+# then the mix and GET /livez with no think time for throughput. Writes bench/results.json key publication_load.
+# Knobs (environment or make variables): LOAD_USERS (500), LOAD_SECONDS (120), LOAD_SATURATION_USERS (50),
+# LOAD_WORKERS (2), LOAD_THREADS (4), LOAD_THINK_SCALE (1), LOAD_DATABASE_URL; `bench/load.py --help` lists all.
+load: $(VENV)/.installed-load vendor
+	$(BIN)/python bench/load.py
 
 lint: dev-venv
 	$(BIN)/ruff check .

@@ -855,6 +855,13 @@ def main() -> None:
             results["results_postgresql"] = pg_results
         else:
             results = {**pg_results, "results_postgresql": pg_results}
+    # Keep what other tools wrote into the same file (make load's publication_load).
+    try:
+        with open(args.out, encoding="utf-8") as f:
+            kept = {k: v for k, v in json.load(f).items() if k == "publication_load"}
+    except (OSError, ValueError):
+        kept = {}
+    results = {**kept, **results}
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(results, f, ensure_ascii=False, indent=2)
     print(json.dumps(results, ensure_ascii=False, indent=2))
