@@ -15,7 +15,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.orm import scoped_session, sessionmaker
+from sqlalchemy.orm import sessionmaker
+from sqlalchemy.util import ThreadLocalRegistry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -217,6 +218,13 @@ def app(tmp_path_factory):
         "REDIS_URL": REDIS_URL,
         "CQE_NOW": None,
         "SERVER_NAME": None,
+        # Throttling counts in memory, reset per test (tests/test_security.py covers the Redis storage).
+        "CQE_THROTTLE_STORAGE": "memory://",
+        # Safety net: a connection left idle inside a transaction (see rolled_back_session) must not hold
+        # table locks for the rest of the run and hang a later ALTER TABLE; PostgreSQL ends it after three
+        # minutes, and the test that owned it fails loudly instead.
+        **({"SQLALCHEMY_ENGINE_OPTIONS": {"pool_pre_ping": True, "connect_args": {
+            "options": "-c idle_in_transaction_session_timeout=180000"}}} if DB_KIND == "postgresql" else {}),
     })
     with app.app_context():
         try:
@@ -244,6 +252,13 @@ def _unpinned_clock():
 
 
 @pytest.fixture(autouse=True)
+def _fresh_limits(app):
+    """Failed-login counters of one test must not throttle the next."""
+    app.extensions["cqe_throttle"].reset()
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _fresh_count_cache():
     """Cached district-wide counts must not outlive the rolled-back data of one test."""
     from views import counts
@@ -253,12 +268,32 @@ def _fresh_count_cache():
     counts._counts.clear()
 
 
-class _TestSession(scoped_session):
-    """One session for the whole test (the test's own code and the requests it makes): a request's
-    teardown must not close it, or the test's objects would detach between requests."""
+class _TestRegistry(ThreadLocalRegistry):
+    """Sessions of a test, one per thread, on the test's connection. A request's teardown
+    (``db.session.remove()``) neither closes nor forgets the test's session: its objects stay attached."""
 
-    def remove(self):
+    def has(self):
+        return False
+
+    def clear(self):
         pass
+
+
+@contextmanager
+def rolled_back_session(conn):
+    """``db.session`` on ``conn`` (inside its outer transaction) for the duration. The scoped session object
+    stays the same and only its registry is swapped: code that captured ``db.session`` at start-up (Flask-Admin's
+    Unique validators, form converters) then works in the test's transaction too, instead of opening sessions
+    of its own that nothing closes (on PostgreSQL, connections left idle inside a transaction)."""
+    scoped = db.session
+    saved = scoped.registry
+    scoped.registry = _TestRegistry(sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
+                                                 expire_on_commit=True))
+    try:
+        yield scoped
+    finally:
+        scoped.close()
+        scoped.registry = saved
 
 
 @pytest.fixture(scope="session")
@@ -279,14 +314,10 @@ def session(app, data_app):
     ctx.push()
     conn = db.engine.connect()
     outer = conn.begin()
-    original = db.session
-    db.session = _TestSession(sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
-                                           expire_on_commit=True))
     try:
-        yield db.session
+        with rolled_back_session(conn) as scoped:
+            yield scoped
     finally:
-        db.session.close()
-        db.session = original
         outer.rollback()
         conn.close()
         ctx.pop()

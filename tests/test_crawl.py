@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 import sqlalchemy as sa
-from conftest import _TestSession
+from conftest import rolled_back_session
 from crawl_support import (
     CLASSMATE_BUCKET,
     MARKERS,
@@ -48,21 +48,19 @@ def crawler(app, data_app, tmp_path_factory):
     ctx.push()
     conn = db.engine.connect()
     outer = conn.begin()
-    original = db.session
-    db.session = _TestSession(sessionmaker(bind=conn, join_transaction_mode="create_savepoint",
-                                           expire_on_commit=True))
     world = None
     try:
-        world = build_world(data_app)
-        db.session.close()
-        entries, unknown = inventory(app)
-        assert not unknown, "rules the crawl cannot fill:\n" + "\n".join(unknown)
-        yield Crawler(app, world, conn, entries)
+        with rolled_back_session(conn):
+            world = build_world(data_app)
+            db.session.close()
+            entries, unknown = inventory(app)
+            assert not unknown, "rules the crawl cannot fill:\n" + "\n".join(unknown)
+            try:
+                yield Crawler(app, world, conn, entries)
+            finally:
+                for job in (world.redis_jobs if world else []):
+                    job.delete()
     finally:
-        for job in (world.redis_jobs if world else []):
-            job.delete()
-        db.session.close()
-        db.session = original
         outer.rollback()
         conn.close()
         ctx.pop()

@@ -14,8 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import IN_CI, REDIS_URL, ROOT, _reset_schema, own_database_url
-from sqlalchemy.orm import scoped_session, sessionmaker
+from conftest import IN_CI, REDIS_URL, ROOT, _reset_schema, own_database_url, rolled_back_session
 
 from app import create_app
 from models import AuditEvent, Case, Cohort, District, Record, Term, User, db, deadlines, workflow
@@ -196,14 +195,11 @@ def _uninterrupted(cohort_id: int, at: datetime) -> dict:
     """The state an uninterrupted auto-confirm gives, computed in a transaction that is rolled back."""
     conn = db.engine.connect()
     outer = conn.begin()
-    original = db.session
-    db.session = scoped_session(sessionmaker(bind=conn, join_transaction_mode="create_savepoint"))
     try:
-        assert deadlines.run("auto_confirm", cohort_id, at=at) is not None
-        return _state(cohort_id)
+        with rolled_back_session(conn):
+            assert deadlines.run("auto_confirm", cohort_id, at=at) is not None
+            return _state(cohort_id)
     finally:
-        db.session.close()
-        db.session = original
         outer.rollback()
         conn.close()
 
