@@ -5,6 +5,8 @@ from models.audit import AuditEvent
 from models.base import db
 from models.calendar import Cohort, PhaseWindow, Profile, Term
 from models.cases import Case
+from models.changsha import (Committee, CommitteeMember, EvidenceFile, EvidenceItem, MaterialReview, PeerRating,
+                             Pledge, Quota, QuotaAck, Rating, RatingFinal)
 from models.catalog import Activity, Category, Dimension
 from models.contacts import Contact
 from models.deadlines import DeadlineRun, Notification
@@ -12,6 +14,7 @@ from models.org import City, District, School, SchoolClass, Student
 from models.records import Record
 
 __all__ = [
-    "Activity", "ArchiveEntry", "AuditEvent", "Case", "Category", "City", "Cohort", "Contact", "DeadlineRun", "Dimension", "District",
-    "Notification", "PhaseWindow", "Profile", "Record", "RoleGrant", "School", "SchoolClass", "Student", "SummaryUpload", "Term", "User", "db",
+    "Activity", "ArchiveEntry", "AuditEvent", "Case", "Category", "City", "Cohort", "Committee", "CommitteeMember", "Contact",
+    "DeadlineRun", "Dimension", "District", "EvidenceFile", "EvidenceItem", "MaterialReview", "Notification", "PeerRating", "Pledge",
+    "Quota", "QuotaAck", "Rating", "RatingFinal", "PhaseWindow", "Profile", "Record", "RoleGrant", "School", "SchoolClass", "Student", "SummaryUpload", "Term", "User", "db",
 ]

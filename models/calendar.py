@@ -18,6 +18,8 @@ class Profile(db.Model):
     name: Mapped[str] = mapped_column(sa.String(64))
     # Phase codes with their names, in order: [{"code": ..., "name": ..., "name_en": ...}, ...]
     phases: Mapped[list] = mapped_column(JSONType, default=list)
+    # Profile-wide rules that are not categories: grade levels, committee sizes, the pledge text (Changsha).
+    rules: Mapped[dict] = mapped_column(JSONType, default=dict)
 
     def phase_name(self, code: str) -> str:
         for p in self.phases:
@@ -73,9 +75,14 @@ class Cohort(db.Model):
     windows = relationship("PhaseWindow", back_populates="cohort", order_by="(PhaseWindow.starts_at, PhaseWindow.id)")
 
     def window(self, phase: str) -> PhaseWindow | None:
+        """The cohort's window of a phase. A profile may name its own phase for a generic one (Changsha enters
+        school data in "results_import" where the record workflow asks for "entry"): ``rules["phase_of"]``."""
         for w in self.windows:
             if w.phase == phase:
                 return w
+        alias = ((self.term.profile.rules or {}).get("phase_of") or {}).get(phase) if self.term else None
+        if alias and alias != phase:
+            return self.window(alias)
         return None
 
     def __str__(self) -> str:

@@ -78,6 +78,34 @@ def owner_ids(obj) -> dict:
         return owner_ids(student) if student is not None else {}
     if isinstance(obj, SummaryUpload):
         return _school_chain(_rel(obj, "school", "school_id", School))
+    from models.changsha import (Committee, CommitteeMember, EvidenceFile, MaterialReview, PeerRating, Pledge, Quota,
+                                 QuotaAck, Rating, RatingFinal)
+
+    if isinstance(obj, (EvidenceFile, MaterialReview, Rating)):
+        student = _rel(obj, "student", "student_id", Student)
+        return owner_ids(student) if student is not None else {}
+    if isinstance(obj, PeerRating):
+        rater = _rel(obj, "rater", "rater_id", Student)
+        return owner_ids(rater) if rater is not None else {}
+    if isinstance(obj, (Committee, RatingFinal)):
+        klass = _rel(obj, "school_class", "class_id", SchoolClass)
+        if klass is not None:
+            return owner_ids(klass)
+        school = _rel(obj, "school", "school_id", School)
+        if school is not None:
+            return _school_chain(school)
+        if isinstance(obj, Committee):
+            district = _rel(obj, "district", "district_id", District)
+            return owner_ids(district) if district is not None else {}
+        return {}
+    if isinstance(obj, CommitteeMember):
+        committee = _rel(obj, "committee", "committee_id", Committee)
+        return owner_ids(committee) if committee is not None else {}
+    if isinstance(obj, (Quota, QuotaAck)):
+        return _school_chain(_rel(obj, "school", "school_id", School))
+    if isinstance(obj, Pledge):
+        district = _rel(obj, "district", "district_id", District)
+        return owner_ids(district) if district is not None else {}
     from models.deadlines import DeadlineRun
 
     if isinstance(obj, DeadlineRun):

@@ -22,6 +22,8 @@ from models.audit import AuditEvent
 from models.base import db
 from models.calendar import Cohort, PhaseWindow, Profile, Term
 from models.cases import Case
+from models.changsha import (Committee, CommitteeMember, EvidenceFile, EvidenceItem, MaterialReview, PeerRating, Pledge,
+                             Quota, QuotaAck, Rating, RatingFinal)
 from models.catalog import Activity, Category, Dimension
 from models.clock import local, now
 from models.contacts import Contact
@@ -67,6 +69,8 @@ RULES: dict[type, dict[str, Rule]] = {
         "dashboard": _r("district_admin", "school_admin", "school_leader", "principal"),
         # A school's 纪实报告 / 确认单 as one batch.
         "print_reports": _r("district_admin", "school_admin", "school_leader", "principal", "school_clerk"),
+        # 实证材料完成情况 (views/evidence.py): the school's completeness by class (Changsha).
+        "track_evidence": Rule(SCHOOL_STAFF | {"school_committee", "district_admin", "district_leading_group"}),
     },
     SchoolClass: {
         "view": Rule(STAFF),
@@ -78,6 +82,9 @@ RULES: dict[type, dict[str, Rule]] = {
         # 确认单 of a class (each with a QR code to the student's 纪实报告) and its report batches.
         "print_reports": _r("district_admin", "school_admin", "school_leader", "principal", "school_clerk",
                             "homeroom_teacher"),
+        # 实证材料完成情况与催交清单 of a class: its teachers chase what is missing (seed 001, 5月24日前).
+        "track_evidence": Rule(CLASS_STAFF | SCHOOL_STAFF | {"school_committee", "district_admin",
+                                                             "district_leading_group"}),
     },
     Student: {
         "view": Rule(EVERYONE),  # students and parents: themselves / their child only (scope)
@@ -137,6 +144,56 @@ RULES: dict[type, dict[str, Rule]] = {
         "view": _r("principal", "school_leader", "school_admin", "district_admin"),
         "create": _r("principal", windows=("archive",)),
     },
+    # --- Changsha (SPEC §8) ---
+    # Committees: the district admin forms the district's leading group, the school admin or principal the school's
+    # committee and its class evaluation groups, while the organisation phase is open; their member lists are
+    # published (公示) then. Everybody in the place sees a published list during its publication (views).
+    Committee: {
+        "view": Rule(STAFF),
+        "edit": _r("district_admin", "school_admin", "principal", windows=("organisation",)),
+    },
+    CommitteeMember: {"view": Rule(STAFF)},
+    # 诚信承诺书: every evaluator signs their own; admins see who has signed.
+    Pledge: {"view": _r("district_admin", "school_admin", "principal", "district_leading_group", "school_committee")},
+    EvidenceItem: {"view": Rule(EVERYONE)},
+    # 实证材料: the student (or the parent, or the homeroom teacher for them) uploads while the evidence phase
+    # is open; students check and complete them again in the self-evaluation phase.
+    EvidenceFile: {
+        "view": Rule(EVERYONE - {"city_clerk", "city_auditor"}),
+        "create": _r("student", "parent", "homeroom_teacher", windows=("evidence", "self_peer")),
+        "delete": _r("student", "parent", "homeroom_teacher", windows=("evidence", "self_peer")),
+    },
+    # 教师审核: a member of the class evaluation group checks each student's materials (integrity pledge first).
+    MaterialReview: {
+        "view": Rule(CLASS_STAFF | SCHOOL_STAFF | {"school_committee", "district_admin"}),
+        "review_materials": _r("class_evaluator", windows=("self_peer",)),
+    },
+    # 维度插标: the city sets each school's quotas; the school receives and checks them (复核).
+    Quota: {
+        "view": Rule(SCHOOL_STAFF | {"class_evaluator", "school_committee", "district_admin", "district_leading_group",
+                                     "city_clerk", "city_auditor"}),
+        "edit": _r("city_clerk", windows=("quota_setting",)),
+    },
+    QuotaAck: {
+        "view": Rule(SCHOOL_STAFF | {"school_committee", "district_admin", "city_clerk", "city_auditor"}),
+        "create": _r("principal", "school_admin", windows=("quota_release",)),
+    },
+    # 教师评价: the class evaluation group rates every student on every dimension and finalises its class; the
+    # principal finalises the school. Both refused beyond the quota (models/evaluation.py).
+    Rating: {
+        "view": Rule(CLASS_STAFF | SCHOOL_STAFF | {"school_committee", "district_admin", "district_leading_group"}),
+        "rate": _r("class_evaluator", windows=("teacher_evaluation",)),
+    },
+    RatingFinal: {
+        "view": Rule(CLASS_STAFF | SCHOOL_STAFF | {"school_committee", "district_admin", "district_leading_group"}),
+        "finalise_class": _r("class_evaluator", windows=("teacher_evaluation",)),
+        "finalise_school": _r("principal", windows=("teacher_evaluation",)),
+    },
+    # 学生互评: each student rates every classmate but themself; staff see the aggregates, no student sees them.
+    PeerRating: {
+        "view": Rule(CLASS_STAFF | SCHOOL_STAFF | {"school_committee"}),
+        "peer_rate": _r("student", windows=("self_peer",)),
+    },
 }
 
 ACTION_NAMES = {
@@ -145,13 +202,17 @@ ACTION_NAMES = {
     "return": "退回", "publish": "提交公示", "file": "提交申诉", "accept": "受理", "dismiss": "驳回",
     "approve": "审核通过", "send_back": "退回修改", "import_register": "导入学籍", "print_slips": "打印账号单",
     "rate": "评定", "sign": "登记签字", "print_reports": "打印确认单和纪实报告", "unlock": "解锁",
+    "review_materials": "审核材料", "finalise_class": "班级评价定稿", "finalise_school": "学校评价定稿",
+    "peer_rate": "互评", "track_evidence": "查看实证材料完成情况：",
 }
 MODEL_NAMES = {
     City: "市", District: "区", School: "学校", SchoolClass: "班级", Student: "学生", Activity: "活动项目",
     Contact: "联系人", User: "账号", RoleGrant: "角色授权", Term: "学期", Cohort: "年级组", PhaseWindow: "阶段时间",
     Profile: "评价方案", Dimension: "维度", Category: "记录类别", AuditEvent: "操作记录", Record: "记录",
     Case: "申诉/问题数据", DeadlineRun: "自动任务", Notification: "消息", ArchiveEntry: "归档评定与签字",
-    SummaryUpload: "汇总表",
+    SummaryUpload: "汇总表", Committee: "评价组织", CommitteeMember: "评价组织成员", Pledge: "诚信承诺书",
+    EvidenceItem: "实证材料项目", EvidenceFile: "实证材料", MaterialReview: "材料审核", Quota: "插标比例",
+    QuotaAck: "插标比例复核", Rating: "教师评价", RatingFinal: "评价定稿", PeerRating: "学生互评",
 }
 
 
@@ -354,9 +415,61 @@ def _clause(grant: RoleGrant, model: type):
         return sa.or_(User.id.in_(_users_in_district(grant)), no_grant)
     if model is RoleGrant:
         return RoleGrant.user_id.in_(_users_in_district(grant))
-    if model in (Profile, Dimension, Category):
+    if model in (Profile, Dimension, Category, EvidenceItem):
         return sa.true()
+    changsha = _changsha_clause(grant, model)
+    if changsha is not None:
+        return changsha
     return sa.false()
+
+
+def _by_student(student_col, class_col, school_col, grant: RoleGrant):
+    kind = grant.scope_kind
+    if kind == "student":
+        return student_col == grant.student_id
+    if kind == "class":
+        return class_col == grant.class_id
+    return _by_school(school_col, grant)
+
+
+def _changsha_clause(grant: RoleGrant, model: type):
+    """Scope of the Changsha objects; None for any other model."""
+    kind = grant.scope_kind
+    if model is EvidenceFile:
+        return _by_student(EvidenceFile.student_id, EvidenceFile.class_id, EvidenceFile.school_id, grant)
+    if model is MaterialReview:
+        return _by_student(MaterialReview.student_id, MaterialReview.class_id, MaterialReview.school_id, grant)
+    if model is Rating:
+        return _by_student(Rating.student_id, Rating.class_id, Rating.school_id, grant)
+    if model is PeerRating:
+        return _by_student(PeerRating.rater_id, PeerRating.class_id, PeerRating.school_id, grant)
+    if model is RatingFinal:
+        if kind == "class":
+            return RatingFinal.class_id == grant.class_id
+        return _by_school(RatingFinal.school_id, grant) if kind != "student" else sa.false()
+    if model in (Quota, QuotaAck):
+        if kind in ("class", "student"):
+            return model.school_id == _school_of_lower(grant)
+        return _by_school(model.school_id, grant)
+    if model is Committee:
+        # A class sees its own group, its school's committee and its district's leading group; a school its
+        # committee, its classes' groups and the district's; a district and a city everything in them.
+        if kind in ("city", "district"):
+            return _by_district(Committee.district_id, grant)
+        if kind == "school":
+            return sa.or_(Committee.school_id == grant.school_id,
+                          sa.and_(Committee.level == "district", _by_district(Committee.district_id, grant)))
+        if kind == "class":
+            return sa.or_(Committee.class_id == grant.class_id,
+                          sa.and_(Committee.level == "school", Committee.school_id == _school_of_lower(grant)),
+                          sa.and_(Committee.level == "district", _by_district(Committee.district_id, grant)))
+        return sa.false()
+    if model is CommitteeMember:
+        return CommitteeMember.committee_id.in_(sa.select(Committee.id).where(_changsha_clause(grant, Committee)))
+    if model is Pledge:
+        return sa.or_(Pledge.user_id == grant.user_id, _by_district(Pledge.district_id, grant)
+                      if kind in ("city", "district") else Pledge.user_id.in_(_users_in_district(grant)))
+    return None
 
 
 def scope(user: User | None, model: type, action: str = "view"):
@@ -414,8 +527,10 @@ def cohort_of(obj, at: datetime | None = None) -> list[Cohort]:
     student = None
     if isinstance(obj, Student):
         student = obj
-    elif isinstance(obj, (Record, Case, ArchiveEntry)):
+    elif isinstance(obj, (Record, Case, ArchiveEntry, EvidenceFile, MaterialReview, Rating)):
         student = obj.student
+    elif isinstance(obj, PeerRating):
+        student = obj.rater
     term = getattr(obj, "term", None)
     if isinstance(obj, SummaryUpload) and term is not None:
         # A school's 汇总表 belongs to the graduating cohort: the one with an archive phase.

@@ -27,6 +27,9 @@ ROLES: dict[str, Role] = {
         Role("principal", "校长", "Principal", "school"),
         Role("homeroom_teacher", "班主任", "Homeroom teacher", "class"),
         Role("class_evaluator", "班级评价小组成员", "Class evaluator", "class"),
+        # Changsha (SPEC §8): members of the school's evaluation committee and of the district's leading group.
+        Role("school_committee", "学校评价委员会成员", "School evaluation committee member", "school"),
+        Role("district_leading_group", "区评价领导小组成员", "District leading group member", "district"),
         Role("student", "学生", "Student", "student"),
         Role("parent", "家长", "Parent", "student"),
     ]

@@ -1,4 +1,4 @@
-"""Load a profile module (seed/shanghai.py) into the database, and lay out a term's schedule.
+"""Load a profile module (seed/shanghai.py, seed/changsha.py) into the database, and lay out a term's schedule.
 
 Both are idempotent: re-running updates rows by their codes and never duplicates them. They only
 flush; the caller commits.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from models import Category, Cohort, Dimension, District, PhaseWindow, Profile, Term, db
+from models import Category, Cohort, Dimension, District, EvidenceItem, PhaseWindow, Profile, Term, db
 from settings import parse_instant
 
 
@@ -18,6 +18,7 @@ def sync_profile(module) -> Profile:
         db.session.add(profile)
     profile.name = module.NAME
     profile.phases = list(module.PHASES)
+    profile.rules = dict(getattr(module, "RULES", {}))
     db.session.flush()
 
     dimensions = {}
@@ -46,6 +47,19 @@ def sync_profile(module) -> Profile:
         cat.per_term_limit = spec.get("per_term_limit")
         cat.per_year_limit = spec.get("per_year_limit")
         cat.fields = list(spec["fields"])
+    db.session.flush()
+
+    for position, spec in enumerate(getattr(module, "EVIDENCE_ITEMS", [])):
+        item = db.session.execute(
+            sa.select(EvidenceItem).where(EvidenceItem.profile_id == profile.id, EvidenceItem.code == spec["code"])
+        ).scalar_one_or_none()
+        if item is None:
+            item = EvidenceItem(profile_id=profile.id, code=spec["code"])
+            db.session.add(item)
+        item.dimension_id = dimensions[spec["dimension"]].id
+        item.name, item.name_en, item.position = spec["name"], spec.get("name_en", ""), position
+        item.min_files, item.max_files = spec["min_files"], spec["max_files"]
+        item.formats, item.max_bytes = list(spec["formats"]), spec["max_bytes"]
     db.session.flush()
     return profile
 
