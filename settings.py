@@ -28,6 +28,11 @@ def env_int(name: str, default: int) -> int:
     return int(value) if value not in (None, "") else default
 
 
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
 def parse_instant(value: str) -> datetime:
     """Parse an ISO time; a naive one is Beijing time (what a district admin types)."""
     dt = datetime.fromisoformat(value)
@@ -89,6 +94,12 @@ class Config:
     CQE_LOGIN_RATE = env_str("CQE_LOGIN_RATE", "100 per 10 minutes")
     CQE_PASSWORD_RATE = env_str("CQE_PASSWORD_RATE", "10 per 10 minutes")
     CQE_THROTTLE_STORAGE = env_str("CQE_THROTTLE_STORAGE")
+    # The public results lookup (成绩查询 by 考号, views/lookup.py): every lookup per client address, failed lookups
+    # per exam number (from any address, so no number is guessed from many machines), and the least time every
+    # answer takes, so the time never tells a right exam number from a wrong one (0 in tests unless set).
+    CQE_LOOKUP_RATE = env_str("CQE_LOOKUP_RATE", "20 per 10 minutes")
+    CQE_LOOKUP_NUMBER_RATE = env_str("CQE_LOOKUP_NUMBER_RATE", "5 per hour")
+    CQE_LOOKUP_MIN_SECONDS = env_float("CQE_LOOKUP_MIN_SECONDS", 0.35)
     PAGE_SIZE = env_int("CQE_PAGE_SIZE", 20)
     MAX_CONTENT_LENGTH = 16 * 1024 * 1024
     # Without Redis, serving web processes apply due deadlines every minute (jobs/ticker.py).
@@ -118,6 +129,8 @@ def load_config(override: dict | None = None) -> dict:
         config["SQLALCHEMY_ENGINE_OPTIONS"] = {**config["SQLALCHEMY_ENGINE_OPTIONS"],
                                                "pool_size": env_int("CQE_DB_POOL_SIZE", 5),
                                                "max_overflow": env_int("CQE_DB_MAX_OVERFLOW", 10)}
+    if config.get("TESTING") and "CQE_LOOKUP_MIN_SECONDS" not in (override or {}):
+        config["CQE_LOOKUP_MIN_SECONDS"] = 0
     if not config.get("CQE_THROTTLE_STORAGE"):
         config["CQE_THROTTLE_STORAGE"] = config.get("REDIS_URL") or "memory://"
     return config

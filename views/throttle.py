@@ -42,6 +42,11 @@ class Throttle:
         """Count one failure."""
         self._call("hit", limit, key)
 
+    def attempt(self, limit: str, *key: str) -> bool:
+        """Count one attempt, whatever its outcome, and say whether it is within the limit (the public results
+        lookup counts every try per address, views/lookup.py)."""
+        return self._call("hit", limit, key)
+
     def reset(self) -> None:
         self.fallback.reset()
         try:
