@@ -84,19 +84,25 @@ def create_app(config_override: dict | None = None) -> Flask:
 
     from views.auth import bp as auth_bp
     from views.cases import bp as cases_bp
+    from views.changsha import bp as changsha_bp
     from views.deadlines import bp as inbox_bp
     from views.deadlines import unread_count
     from views.errors import register_error_handlers
+    from views.evidence import bp as evidence_bp
     from views.family import bp as family_bp
     from views.health import bp as health_bp
+    from views.lookup import bp as lookup_bp
     from views.reports import bp as reports_bp
 
     app.register_blueprint(auth_bp)
     app.register_blueprint(family_bp)
     app.register_blueprint(cases_bp)
+    app.register_blueprint(changsha_bp)
     app.register_blueprint(inbox_bp)
     app.register_blueprint(health_bp)
+    app.register_blueprint(lookup_bp)
     app.register_blueprint(reports_bp)
+    app.register_blueprint(evidence_bp)
     register_error_handlers(app)
 
     from views.security import init_security

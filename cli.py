@@ -32,6 +32,8 @@ def seed_demo_command(students_per_class: int, seed_value: int, reset: bool) -> 
     elif db.session.execute(sa.select(District.id).limit(1)).first():
         click.echo("The database already holds a district; nothing to do (use --reset to rebuild the demo).")
         return
+    from seed.changsha_demo import seed_changsha
+
     started = time.perf_counter()
     counts = seed_demo(students_per_class=students_per_class, seed=seed_value)
     db.session.commit()
@@ -39,6 +41,12 @@ def seed_demo_command(students_per_class: int, seed_value: int, reset: bool) -> 
     click.echo(f"Demo seeded in {elapsed:.1f}s: {counts['schools']} schools, {counts['classes']} classes, "
                f"{counts['students']} students, {counts['records']} records, {counts['users']} accounts "
                f"(password {PASSWORD}).")
+    # The second profile side by side: 长沙市岳麓区 on the Changsha profile's 2017 timeline.
+    cs = seed_changsha()
+    db.session.commit()
+    click.echo(f"Changsha demo district (岳麓区, 2017 timeline): {cs['schools']} schools, {cs['classes']} classes, "
+               f"{cs['students']} students, {cs['users']} accounts (cs_admin, cs_yl01_principal, cs_yl01c1_eval1, "
+               f"cs_yl01c1n01 …).")
 
 
 @cqe.command("seed-scale")

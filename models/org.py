@@ -93,7 +93,8 @@ class Student(TimestampMixin, db.Model):
     # Kept equal to the class's school (set on flush): scope filters use it without a join.
     school_id: Mapped[int] = mapped_column(sa.ForeignKey("schools.id"))
     status: Mapped[str] = mapped_column(sa.String(16), default="enrolled")
-    exam_number: Mapped[str | None] = mapped_column(sa.String(32), nullable=True)  # 考号 (Changsha)
+    # 考号 (Changsha): the results lookup finds a student by it, so it is unique (NULL for profiles without one).
+    exam_number: Mapped[str | None] = mapped_column(sa.String(32), nullable=True, unique=True, index=True)
     version_id: Mapped[int] = mapped_column(default=1)
     school_class = relationship("SchoolClass", back_populates="students")
     school = relationship("School")

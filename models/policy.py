@@ -562,6 +562,20 @@ def current_term_ids(user: User) -> list[int]:
     return cache[key]
 
 
+def profile_codes(user: User) -> frozenset[str]:
+    """The profiles the user's districts run this term (a city's staff may see both)."""
+    from flask import g, has_app_context
+
+    cache = g.setdefault("cqe_profile_codes", {}) if has_app_context() else {}
+    key = getattr(user, "id", None)
+    if key not in cache:
+        ids = current_term_ids(user)
+        cache[key] = frozenset(db.session.execute(
+            sa.select(Profile.code).join(Term, Term.profile_id == Profile.id).where(Term.id.in_(ids))
+        ).scalars()) if ids else frozenset()
+    return cache[key]
+
+
 def current_term(district_id: int) -> Term | None:
     """The district's current term; looked up once per request (a page asks several times)."""
     from flask import g, has_request_context

@@ -1062,6 +1062,16 @@ def h_public_report(ctx, rule):
             Probe("GET", _url(rule, {"token": links["nonparticipant"]}), expect=frozenset({404}), **base)]
 
 
+def h_lookup(ctx, rule):
+    """The public results lookup (views/lookup.py): the page, a lookup (the demo's students have no exam number:
+    the one generic answer, whoever asks) and the lookup without a CSRF token."""
+    base = dict(endpoint=rule.endpoint, rule=rule.rule, kind="public")
+    return [Probe("GET", _url(rule), expect=frozenset({200}), **base),
+            Probe("POST", _url(rule), data={"exam_number": "170101001", "identifier": "000001"},
+                  expect=frozenset({200}), phases=POST_PHASE, **base),
+            _post(rule, "nocsrf", {"exam_number": "170101001", "identifier": "000001"})]
+
+
 def h_batch(ctx, rule):
     out = []
     if "GET" in rule.methods:
@@ -1241,6 +1251,7 @@ HANDLERS = {
     "reports.student_report_pdf": (h_student_report, {"student_id"}),
     "reports.class_slips": (h_class_slips, {"class_id"}),
     "reports.public_report": (h_public_report, {"token"}), "reports.public_report_pdf": (h_public_report, {"token"}),
+    "lookup.results": (h_lookup, set()),
     "reports.batch": (h_batch, set()), "reports.batch_download": (h_batch_download, {"token"}),
     "account_slips.index": (h_slips_index, set()), "account_slips.print_view": (h_slips_print, set()),
     "archive_progress.index": (h_school_query_page, set()), "archive_progress.roster": (h_archive_class, {"class_id"}),
@@ -1260,13 +1271,63 @@ HANDLERS = {
 }
 # Static files are excluded on purpose: they are the same bytes for everyone.
 EXCLUDED = {"static", "admin.static"}
-PUBLIC = {"auth.login", "health.healthz", "health.livez", "reports.public_report", "reports.public_report_pdf"}
+PUBLIC = {"auth.login", "health.healthz", "health.livez", "reports.public_report", "reports.public_report_pdf",
+          "lookup.results"}
 
 
 @dataclass
 class Entry:
     rule: object
     make: object  # (ctx) → [Probe]
+
+
+def foreign_profile_categories() -> set[str]:
+    """Codes of the categories of profiles the crawl's world does not run (Changsha): their views must be closed
+    to every account of the world's Shanghai district."""
+    from seed import changsha
+
+    return {c["code"] for c in changsha.CATEGORIES}
+
+
+def foreign_profile_probes(ctx: Ctx, view, method: str, rule) -> list[Probe]:
+    """Every endpoint of a category view of another profile is refused: no list, no form, no export, no write."""
+    base = dict(endpoint=rule.endpoint, rule=rule.rule, model_view=True)
+    url = _url(rule, {"export_type": "csv", "token": "0" * 32} if rule.arguments else None)
+    closed = frozenset({302, 403, 404})
+    probes = []
+    if "GET" in rule.methods:
+        probes.append(Probe("GET", url, kind="closed", expect=closed, **base))
+    if "POST" in rule.methods:
+        probes.append(Probe("POST", url, kind="closed", data={}, expect=closed, **base))
+    return probes
+
+
+# Blueprints of the Changsha profile's pages, and the URL variables their probes fill.
+CHANGSHA_BLUEPRINTS = ("changsha.", "changsha_desk.", "evidence.")
+CHANGSHA_VARS = {"class_id", "school_id", "student_id", "item_id", "file_id"}
+
+
+def changsha_probes(ctx: Ctx, rule) -> list[Probe]:
+    """The Changsha profile's pages (views/changsha.py, views/evidence.py), for the accounts of the world's
+    Shanghai district, with their own class's, school's and student's ids and those of the nearest outside: no
+    write goes through (every POST refused, the batch fingerprint unchanged), and whatever a GET answers shows
+    none of the world's data the role may not see (the marker oracle). Their Changsha-side scope is tested in
+    tests/test_changsha_pages.py and tests/test_evidence.py."""
+    base = dict(endpoint=rule.endpoint, rule=rule.rule)
+    closed = frozenset({302, 403, 404})
+    probes = []
+    for side, kind in (("self", "in"), (ctx.level_out("school"), "out")):
+        values = {"class_id": ctx.world.get("class", side), "school_id": ctx.world.get("school", side),
+                  "student_id": ctx.world.get("student", side), "item_id": 1, "file_id": 1}
+        url = _url(rule, {k: v for k, v in values.items() if k in rule.arguments})
+        if "GET" in rule.methods:
+            probes.append(Probe("GET", url, kind=kind if rule.arguments else "page", **base))
+        if "POST" in rule.methods:
+            data = {"action": "finalise", "signed_name": "x", "file": (b"%PDF-1.4\n%%EOF\n", "x.pdf")}
+            probes.append(Probe("POST", url, kind="closed", data=data, expect=closed, **base))
+            probes.append(Probe("POST", url, kind="nocsrf", data={"action": "finalise"}, csrf=False,
+                                expect=closed | NOCSRF, **base))
+    return probes
 
 
 def inventory(app, rules=None) -> tuple[list[Entry], list[str]]:
@@ -1289,6 +1350,12 @@ def inventory(app, rules=None) -> tuple[list[Entry], list[str]]:
                 unknown.append(f"{rule.rule} ({rule.endpoint}): unknown URL variable(s) {sorted(args - fills)}")
                 continue
             entries.append(Entry(rule, lambda ctx, rule=rule, handler=handler: handler(ctx, rule)))
+        elif rule.endpoint.startswith(CHANGSHA_BLUEPRINTS) and args <= CHANGSHA_VARS:
+            entries.append(Entry(rule, lambda ctx, rule=rule: changsha_probes(ctx, rule)))
+        elif isinstance(view, ScopedModelView) and view.endpoint.startswith("cat_") \
+                and view.endpoint[4:] in foreign_profile_categories():
+            entries.append(Entry(rule, lambda ctx, rule=rule, view=view, method=method:
+                                 foreign_profile_probes(ctx, view, method, rule)))
         elif isinstance(view, ScopedModelView) and method in MODELVIEW_METHODS:
             fills = MODELVIEW_VARS.get(method, set())
             if not args <= fills:

@@ -31,7 +31,7 @@ from models.fields import FieldErrors, text_problem
 from models.org import GRADE_NAMES, STUDENT_STATUSES, District, School, SchoolClass, Student
 from models.records import Record
 from models.roles import ROLES
-from seed import shanghai
+from seed import changsha, shanghai
 from views.actions import AUDIT_ACTION_NAMES, perform
 from views.auth import password_problems
 from views.base import EditOnly, ReadOnly, ScopedAjaxLoader, ScopedModelView
@@ -45,6 +45,7 @@ from views.queues import CaseView, CorrectionQueueView, ReviewQueueView
 from views.register import AUDIT_ACTION_NAMES as REGISTER_AUDIT_ACTIONS
 from views.register import AccountSlipsView, RegisterImportView
 from views.security import csp_nonce
+from views.changsha import ChangshaDeskView
 from views.unlock import UnlockView
 
 
@@ -422,9 +423,11 @@ def init_admin(app) -> Admin:
         index_view=HomeView(name=_l("首页"), url="/admin"),
         csp_nonce_generator=csp_nonce,
     )
-    dimensions = {d["code"]: localized(d["name"], d.get("name_en")) for d in shanghai.DIMENSIONS}
-    for spec in shanghai.CATEGORIES:
-        admin.add_view(category_view(shanghai.CODE, spec, dimensions[spec["dimension"]]))
+    # Each profile's categories as views; a view opens only for users whose district runs its profile.
+    for profile in (shanghai, changsha):
+        dimensions = {d["code"]: localized(d["name"], d.get("name_en")) for d in profile.DIMENSIONS}
+        for spec in profile.CATEGORIES:
+            admin.add_view(category_view(profile.CODE, spec, dimensions[spec["dimension"]]))
     admin.add_view(CaseView(Case, name=_l("申诉与问题数据"), category=_l("待办"), endpoint="cases_admin",
                             url="/admin/cases"))
     admin.add_view(ReviewQueueView(Record, name=_l("待审阅的学生填报"), category=_l("待办"), endpoint="review_queue",
@@ -455,6 +458,7 @@ def init_admin(app) -> Admin:
     admin.add_view(AccountSlipsView(name=_l("账号单"), category=_l("账号与权限"), endpoint="account_slips",
                                     url="/admin/account-slips"))
     admin.add_view(UnlockView(name=_l("账号解锁"), category=_l("账号与权限"), endpoint="unlock", url="/admin/unlock"))
+    admin.add_view(ChangshaDeskView(name=_l("长沙评价工作台"), endpoint="changsha_desk", url="/admin/changsha"))
     admin.add_view(AuditView(AuditEvent, name=_l("操作记录"), category=_l("账号与权限"), endpoint="audit"))
     from views.archive import ArchiveProgressView, ArchiveRateView, ArchiveSignView, ArchiveSummaryView
 

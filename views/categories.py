@@ -240,6 +240,9 @@ class CategoryView(GridMixin, ImportMixin, ScopedModelView):
     def is_accessible(self) -> bool:
         if not current_user.is_authenticated:
             return False
+        # A category belongs to a profile: it exists only for users whose district runs that profile this term.
+        if self.profile_code not in policy.profile_codes(current_user):
+            return False
         if current_user.has_role(*STAFF_ROLES):
             return True
         # Students use the categories they write themselves; parents read the home page.

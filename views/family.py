@@ -74,10 +74,18 @@ def report_sections(student: Student, states=PUBLISHED_STATES) -> list[dict]:
     return list(sections.values())
 
 
+def _profile_categories(student: Student) -> list[Category]:
+    """The categories of the profile the student's district runs this term."""
+    term = policy.current_term(student.school.district_id)
+    if term is None:
+        return []
+    return db.session.execute(sa.select(Category).where(Category.profile_id == term.profile_id)
+                              .order_by(Category.position)).scalars().all()
+
+
 def _student_categories(student: Student) -> list[Category]:
     grade = student.school_class.grade
-    cats = db.session.execute(sa.select(Category).order_by(Category.position)).scalars().all()
-    return [c for c in cats if policy.entry_rule(c, "student", grade) is not None]
+    return [c for c in _profile_categories(student) if policy.entry_rule(c, "student", grade) is not None]
 
 
 @bp.route("/records")
@@ -175,8 +183,7 @@ def appeal(student_id: int):
         ).scalar_one_or_none()
         if record is None:
             abort(404, description="该公示记录不存在。")
-    categories = [c for c in db.session.execute(sa.select(Category).order_by(Category.position)).scalars()
-                  if student.school_class.grade in c.grades]
+    categories = [c for c in _profile_categories(student) if student.school_class.grade in c.grades]
     if request.method == "POST":
         category = db.session.get(Category, db_id(request.form.get("category")) or 0) if record is None else None
         kind = request.form.get("kind", "")
