@@ -217,14 +217,14 @@ def test_oral_exam_levels_come_in_through_the_xlsx_import_in_the_results_phase(c
 @pytest.mark.parametrize("username, expected", [
     ("cs_yl01c1_eval1", ["/cs/pledge", "/cs/rate/"]),
     ("cs_yl01c1n01", ["/cs/peer"]),
-    ("cs_yl01_principal", ["/cs/school/"]),
+    ("cs_yl01_principal", ["/cs/school/", "/cs/committees", "/evidence/"]),
     ("cs_city", ["/cs/quotas/"]),
 ])
 def test_the_desk_leads_each_role_to_its_pages(cs, client, login_as, at, username, expected):
     at("2017-05-15 10:00")
     login_as(username)
     html = page(client, "/admin/changsha/")
-    links = re.findall(r'href="(/cs/[^"]*)"', html)
+    links = re.findall(r'href="(/(?:cs|evidence)/[^"]*)"', html)
     for prefix in expected:
         assert any(link.startswith(prefix) for link in links), (prefix, links)
     for link in links:
@@ -242,3 +242,51 @@ def test_shanghai_accounts_see_no_changsha_menu_or_categories(cs, client, login_
     assert "长沙评价工作台" not in home and "语文口语交际考查" not in home
     assert client.get("/admin/changsha/").status_code == 404
     assert client.get("/admin/records/cs_oral_chinese/").status_code == 403
+
+
+def test_committee_pages_form_publish_and_show_the_list_during_its_publication(cs, client, login_as, at):
+    from models import Committee, CommitteeMember
+
+    k = klass("yl01", 2)
+    at("2017-03-20 09:00")
+    login_as("cs_yl01_admin")
+    html = page(client, "/cs/committees")
+    assert f"/cs/committee/class/{k.id}" in html and f"/cs/committee/school/{k.school_id}" in html
+    url = f"/cs/committee/class/{k.id}"
+    html = page(client, url)
+    token = csrf_from(html)
+    evals = [user(f"cs_yl01c2_eval{j}") for j in range(1, 6)]
+    # A teacher who has taught the class for less than a year: refused by name, nothing saved.
+    resp = client.post(url, data={"csrf_token": token, "action": "add", "user_id": evals[0].id, "kind": "teacher",
+                                  "teaching_since": "2016-09-01"})
+    assert "不满1年" in resp.get_data(as_text=True) and count(CommitteeMember) == 0
+    resp = client.post(url, data={"csrf_token": token, "action": "add", "user_id": evals[0].id, "kind": "teacher",
+                                  "teaching_since": "not a date"})
+    assert "请填写日期" in resp.get_data(as_text=True)
+    # An account that is not this class's evaluator cannot be smuggled in.
+    assert client.post(url, data={"csrf_token": token, "action": "add", "user_id": user("cs_yl01c1_eval1").id,
+                                  "kind": "teacher", "teaching_since": "2015-09-01"}).status_code == 404
+    for u in evals:
+        assert client.post(url, data={"csrf_token": token, "action": "add", "user_id": u.id, "kind": "teacher",
+                                      "duty": "任课教师", "teaching_since": "2015-09-01"}).status_code == 302
+    assert count(CommitteeMember) == 5
+    assert client.post(url, data={"action": "publish", "days": "3"}).status_code == 400  # CSRF
+    assert client.post(url, data={"csrf_token": token, "action": "publish", "days": "4"}).status_code == 302
+    committee = db.session.execute(sa.select(Committee)).scalar_one()
+    assert (committee.published_from.isoformat(), committee.published_until.isoformat()) == ("2017-03-20", "2017-03-23")
+    assert "committee-published" in page(client, url)
+    # Another school's class: not theirs.
+    assert client.get(f"/cs/committee/class/{klass('yl02', 1).id}").status_code == 404
+    client.get("/logout")
+    # The class's students see the list during its publication, not after.
+    login_as("cs_yl01c2n03")
+    html = page(client, "/cs/committees")
+    assert all(u.display_name in html for u in evals) and "公示期：2017-03-20 至 2017-03-23" in html
+    assert client.get(url).status_code in (403, 404)
+    at("2017-03-24 09:00")
+    assert "no-committees" in page(client, "/cs/committees")
+    client.get("/logout")
+    # Another class's student never saw it.
+    at("2017-03-21 09:00")
+    login_as("cs_yl01c1n03")
+    assert evals[0].display_name not in page(client, "/cs/committees")

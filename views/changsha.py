@@ -14,9 +14,11 @@ from flask_wtf import FlaskForm
 from models import policy
 from models import evaluation as ev
 from models.base import db
-from models.changsha import Quota, QuotaAck, Rating, RatingFinal
+from models.accounts import RoleGrant, User
+from models.changsha import KINDS_OF_LEVEL, MEMBER_KINDS, Committee, Quota, QuotaAck, Rating, RatingFinal
 from models.clock import now
-from models.org import School, SchoolClass, Student
+from models.fields import FieldErrors
+from models.org import District, School, SchoolClass, Student
 from models.workflow import WorkflowError
 from views.actions import perform, render_page
 
@@ -297,12 +299,16 @@ class ChangshaDeskView(BaseView):
     def index(self):
         links: list[tuple[str, str, str]] = []  # (url, title, what it is for)
         roles = {g.role for g in current_user.grants}
+        links.append((url_for("changsha.committees"), _("评价组织与成员公示"),
+                      _("区评价领导小组、学校评价委员会、班级评价小组的成员名单及公示。")))
         if roles & {"class_evaluator", "school_committee", "district_leading_group"}:
             links.append((url_for("changsha.pledge"), _("诚信承诺书"), _("参与评价的人员须先签署，才能审核材料和评价学生。")))
         for g in current_user.grants:
             if g.role == "class_evaluator" and g.school_class is not None:
                 links.append((url_for("changsha.rate", class_id=g.class_id), _("教师评价 · %(klass)s", klass=str(g.school_class)),
                               _("按插标比例为每位学生评定各维度等级，完成后定稿。")))
+        if policy.can(current_user, "track_evidence", SchoolClass) or policy.can(current_user, "track_evidence", School):
+            links.append((url_for("evidence.index"), _("实证材料完成情况"), _("各班、各学生实证材料的完成情况和催交清单。")))
         if "student" in roles:
             links.append((url_for("changsha.peer"), _("学生互评"), _("为本班每位同学（不含自己）评定各维度等级。")))
         schools = db.session.execute(sa.select(School).where(policy.scope(current_user, School))
@@ -319,3 +325,149 @@ class ChangshaDeskView(BaseView):
                 links.append((url_for("changsha.school", school_id=s.id), _("插标与定稿 · %(school)s", school=s.name),
                               _("接收并复核插标比例，查看全校等级分布，全校定稿。")))
         return self.render("cqe/changsha/desk.html", links=links)
+
+
+# ---------------------------------------------------------------------------------------------
+# 评价组织: the district's leading group, the school's committee, the class groups; their published lists
+
+
+PLACE_MODELS = {"district": District, "school": School, "class": SchoolClass}
+
+
+def _place(kind: str, place_id: int):
+    model = PLACE_MODELS.get(kind)
+    if model is None:
+        abort(404)
+    place = policy.get_scoped(current_user, model, place_id)
+    if place is None:
+        abort(404, description="该单位不存在或不在您的权限范围内。")
+    return place
+
+
+def _committee(kind: str, place) -> tuple[Committee, object]:
+    district_id = place.id if kind == "district" else (place.district_id if kind == "school" else place.school.district_id)
+    term = _term_for(district_id)
+    if kind == "district":
+        return ev.committee_of(term, "district", district=place), term
+    if kind == "school":
+        return ev.committee_of(term, "school", school=place), term
+    if 9 not in ev._graduating_grades(term) or place.grade not in ev._graduating_grades(term):
+        abort(404, description="该班级本学期不参加评价。")
+    return ev.committee_of(term, "class", klass=place), term
+
+
+def _candidates(kind: str, place) -> list[User]:
+    """Accounts that may sit on the committee: a class group's teachers hold the class's evaluator role; a school's
+    and a district's members are staff of the school or the district."""
+    if kind == "class":
+        where = sa.and_(RoleGrant.role == "class_evaluator", RoleGrant.class_id == place.id)
+    elif kind == "school":
+        where = sa.and_(RoleGrant.school_id == place.id, RoleGrant.role.in_(policy.STAFF))
+    else:
+        where = sa.and_(RoleGrant.district_id == place.id, RoleGrant.role.in_(policy.STAFF))
+    return db.session.execute(sa.select(User).join(RoleGrant, RoleGrant.user_id == User.id).where(where)
+                              .order_by(User.username).distinct()).scalars().all()
+
+
+def _parse_date(value: str | None, label: str):
+    from datetime import date
+
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise FieldErrors({label: f"{label}：请填写日期，如 2017-03-20"}) from None
+
+
+@bp.route("/committees")
+@login_required
+def committees():
+    """Every committee the user may see: staff see those of their scope with their state; students and parents
+    see the member lists on public display (公示) for their class, school and district."""
+    at = now()
+    staff = current_user.has_role(*policy.STAFF)
+    family = [g.student for g in current_user.grants if g.role in ("student", "parent") and g.student is not None]
+    rows = []
+    if staff:
+        rows = db.session.execute(sa.select(Committee).where(policy.scope(current_user, Committee))
+                                  .order_by(Committee.level, Committee.school_id, Committee.class_id)).scalars().all()
+        rows = [c for c in rows if c.term.is_current]
+    elif family:
+        s = family[0]
+        term = policy.current_term(s.school.district_id)
+        if term is not None:
+            rows = [c for c in db.session.execute(sa.select(Committee).where(
+                Committee.term_id == term.id,
+                sa.or_(Committee.class_id == s.class_id,
+                       sa.and_(Committee.level == "school", Committee.school_id == s.school_id),
+                       sa.and_(Committee.level == "district", Committee.district_id == s.school.district_id))
+            )).scalars() if ev.on_public_display(c, at)]
+    else:
+        abort(403)
+    places = []
+    if staff and policy.can(current_user, "edit", Committee):
+        for g in current_user.grants:
+            if g.role == "district_admin" and g.district is not None:
+                places.append(("district", g.district))
+            elif g.role in ("school_admin", "principal") and g.school is not None:
+                places.append(("school", g.school))
+                for k in db.session.execute(sa.select(SchoolClass).where(
+                        SchoolClass.school_id == g.school_id, SchoolClass.grade == 9)
+                        .order_by(SchoolClass.number)).scalars():
+                    places.append(("class", k))
+    return render_page("cqe/changsha/committees.html", rows=rows, places=places, staff=staff, at=at,
+                       on_display=lambda c: ev.on_public_display(c, at), page_title=_("评价组织与成员公示"))
+
+
+@bp.route("/committee/<kind>/<int:place_id>", methods=["GET", "POST"])
+@login_required
+def committee(kind: str, place_id: int):
+    place = _place(kind, place_id)
+    committee, term = _committee(kind, place)
+    if not policy.can(current_user, "edit", Committee):
+        abort(403, description="您的角色不能组建评价组织。")
+    form = PostForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            abort(400)
+        action = request.form.get("action")
+        done = False
+        if action == "add":
+            user_id = request.form.get("user_id") or ""
+            member = None
+            if user_id:
+                member = next((u for u in _candidates(kind, place) if str(u.id) == user_id), None)
+                if member is None:
+                    abort(404, description="账号不存在或不能担任该组织成员。")
+
+            def add():
+                ev.add_member(current_user, committee, name=request.form.get("name", ""),
+                              kind=request.form.get("kind", ""), duty=request.form.get("duty", ""), member=member,
+                              elected_on=_parse_date(request.form.get("elected_on"), "选举日期"),
+                              teaching_since=_parse_date(request.form.get("teaching_since"), "任教本班起始日期"))
+            done = perform(add, _("已增加成员。"))
+        elif action == "remove":
+            row = next((m for m in committee.members if str(m.id) == request.form.get("member_id")), None)
+            if row is None:
+                abort(404)
+            done = perform(lambda: ev.remove_member(current_user, row), _("已移除成员。"))
+        elif action == "publish":
+            raw = request.form.get("days", "")
+            days = int(raw) if raw.isdigit() else -1
+            done = perform(lambda: ev.publish_committee(current_user, committee, days=days,
+                                                        starts_on=_parse_date(request.form.get("starts_on"),
+                                                                              "公示开始日期")),
+                           _("名单已公示。"))
+        else:
+            abort(400)
+        if done:
+            return redirect(url_for(".committee", kind=kind, place_id=place_id))
+    decision = _decision("edit", committee)
+    kinds = [(k, MEMBER_KINDS[k]) for k in KINDS_OF_LEVEL[committee.level]]
+    return render_page("cqe/changsha/committee.html", committee=committee, place=place, kind=kind, kinds=kinds,
+                       candidates=_candidates(kind, place), problems=ev.committee_problems(committee),
+                       open=bool(decision) and not committee.published, reason=decision.reason,
+                       days=ev.rules(term).get("publication_working_days", [3, 5]), form=form,
+                       page_title=_("%(name)s", name=committee.level_name))
