@@ -290,3 +290,38 @@ def test_committee_pages_form_publish_and_show_the_list_during_its_publication(c
     at("2017-03-21 09:00")
     login_as("cs_yl01c1n03")
     assert evals[0].display_name not in page(client, "/cs/committees")
+
+
+def test_teacher_review_of_materials_on_the_student_page_reaches_parents(cs, client, login_as, at):
+    from models import MaterialReview
+
+    k = klass("yl01", 2)
+    st = students_of(k)[0]
+    at("2017-05-15 10:00")
+    login_as("cs_yl01c2_eval2")
+    url = f"/evidence/student/{st.id}"
+    html = page(client, url)
+    assert "review-pledge" in html and "review-form" not in html  # no pledge, no review
+    u = user("cs_yl01c2_eval2")
+    evaluation.sign_pledge(u, evaluation.changsha_term(k.school.district_id), u.display_name)
+    html = page(client, url)
+    token = csrf_from(html)
+    resp = client.post(url, data={"csrf_token": token, "verdict": "incomplete", "note": ""})
+    assert "请写明问题" in resp.get_data(as_text=True) and count(MaterialReview) == 0
+    assert client.post(url, data={"csrf_token": token, "verdict": "incomplete",
+                                  "note": "缺少社会实践活动记录"}).status_code == 302
+    review = db.session.execute(sa.select(MaterialReview)).scalar_one()
+    assert (review.authentic, review.complete, review.note) == (True, False, "缺少社会实践活动记录")
+    assert "缺少社会实践活动记录" in page(client, url)
+    # Another class's student is not this evaluator's to review.
+    other = students_of(klass("yl01", 1))[0]
+    assert client.post(f"/evidence/student/{other.id}", data={"csrf_token": token, "verdict": "ok"}).status_code in (403, 404)
+    client.get("/logout")
+    # The parent and the homeroom teacher see what is wrong.
+    login_as("p_cs_yl01c2n01")
+    assert "缺少社会实践活动记录" in page(client, "/me/evidence")
+    client.get("/logout")
+    login_as("cs_yl01c2_teacher")
+    html = page(client, url)
+    assert "缺少社会实践活动记录" in html and "review-form" not in html  # the homeroom teacher does not review
+    assert client.post(url, data={"csrf_token": csrf_from(html), "verdict": "ok"}).status_code == 403

@@ -15,13 +15,15 @@ import sqlalchemy as sa
 from flask import Blueprint, Response, abort, flash, redirect, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
+from flask_wtf import FlaskForm
 from openpyxl import Workbook
 from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 
+from models import evaluation as ev
 from models import evidence, policy
 from models.base import db
 from models.calendar import Term
-from models.changsha import EvidenceFile, EvidenceItem
+from models.changsha import EvidenceFile, EvidenceItem, MaterialReview
 from models.clock import local, now
 from models.org import School, SchoolClass, Student
 from views.actions import perform, render_page
@@ -148,7 +150,12 @@ def me():
     term = _term(student)
     if student.school_class.grade not in evidence.evidence_grades(term):
         abort(404, description=_("本学期你所在年级没有实证材料阶段。"))
-    return render_page("cqe/evidence/me.html", student=student, role=role, accept=_accept,
+    # What the class evaluation group found wrong comes back to the student and the parents (教师审核的反馈).
+    problems = db.session.execute(sa.select(MaterialReview).where(
+        MaterialReview.term_id == term.id, MaterialReview.student_id == student.id,
+        sa.or_(MaterialReview.authentic.is_(False), MaterialReview.complete.is_(False)))
+        .order_by(MaterialReview.id)).scalars().all()
+    return render_page("cqe/evidence/me.html", student=student, role=role, accept=_accept, review_problems=problems,
                        upload_url=lambda item: url_for(".me_upload", item_id=item.id),
                        page_title=_("我的实证材料") if role == "student" else _("孩子的实证材料"),
                        **_portfolio(student, term))
@@ -366,14 +373,42 @@ def _tracked_student(student_id: int) -> tuple[Student, Term]:
     return student, term
 
 
-@bp.route("/evidence/student/<int:student_id>")
+class ReviewForm(FlaskForm):
+    pass
+
+
+def _reviews(student: Student, term: Term) -> tuple[list[MaterialReview], MaterialReview | None, policy.Decision]:
+    """The class evaluation group's reviews of the student's materials, the user's own, and whether they may review."""
+    reviews = db.session.execute(sa.select(MaterialReview).where(
+        MaterialReview.term_id == term.id, MaterialReview.student_id == student.id)
+        .order_by(MaterialReview.id)).scalars().all()
+    own = next((r for r in reviews if r.reviewer_id == current_user.id), None)
+    probe = own or MaterialReview(term=term, student=student, school_id=student.school_id, class_id=student.class_id,
+                                  reviewer_id=current_user.id)
+    return reviews, own, policy.check(current_user, "review_materials", probe)
+
+
+@bp.route("/evidence/student/<int:student_id>", methods=["GET", "POST"])
 @login_required
 def student(student_id: int):
+    """A student's materials for the staff who track them; the class evaluation group reviews them here
+    (教师审核: authentic and complete, or what is wrong, which goes back to the homeroom teacher and parents)."""
     student, term = _tracked_student(student_id)
+    review_form = ReviewForm()
+    if request.method == "POST":
+        if not review_form.validate_on_submit():
+            abort(400)
+        verdict = request.form.get("verdict", "")
+        if perform(lambda: ev.review_materials(current_user, student, authentic=verdict in ("ok", "incomplete"),
+                                               complete=verdict == "ok", note=request.form.get("note", "")),
+                   _("审核结果已保存。")):
+            return redirect(url_for(".student", student_id=student.id) + "#review")
+    reviews, own, may_review = _reviews(student, term)
     return render_page("cqe/evidence/student.html", student=student, accept=_accept,
                        upload_url=lambda item: url_for(".student_upload", student_id=student.id, item_id=item.id),
                        back_url=url_for(".klass", class_id=student.class_id), page_title=_("实证材料"),
-                       **_portfolio(student, term))
+                       reviews=reviews, own_review=own, may_review=may_review, review_form=review_form,
+                       pledged=ev.has_pledged(current_user, term), **_portfolio(student, term))
 
 
 @bp.route("/evidence/student/<int:student_id>/item/<int:item_id>", methods=["POST"])
