@@ -20,8 +20,19 @@ from models.audit import acting
 from models.base import db
 from models.calendar import Term
 from models.catalog import Dimension
-from models.changsha import (KINDS_OF_LEVEL, MEMBER_KINDS, Committee, CommitteeMember, MaterialReview, PeerRating,
-                             Pledge, Quota, QuotaAck, Rating, RatingFinal)
+from models.changsha import (
+    KINDS_OF_LEVEL,
+    MEMBER_KINDS,
+    Committee,
+    CommitteeMember,
+    MaterialReview,
+    PeerRating,
+    Pledge,
+    Quota,
+    QuotaAck,
+    Rating,
+    RatingFinal,
+)
 from models.clock import local, now
 from models.fields import FieldErrors
 from models.org import NON_PARTICIPANT_STATUSES, District, School, SchoolClass, Student

@@ -324,6 +324,17 @@ def session(app, data_app):
 
 
 @pytest.fixture
+def cs(session):
+    """A Changsha district beside the Shanghai demo (tests/test_changsha*.py): 岳麓区, yl01 with a class of 43 and a
+    class of 6, yl02 with a class of 5, in the test's rolled-back transaction."""
+    from seed.changsha_demo import seed_changsha
+
+    info = seed_changsha(class_sizes={"yl01": [43, 6], "yl02": [5]})
+    session.commit()
+    return info
+
+
+@pytest.fixture
 def client(app, session):
     return app.test_client()
 

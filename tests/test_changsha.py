@@ -9,22 +9,30 @@ import pytest
 import sqlalchemy as sa
 from conftest import category, user
 
-from models import (AuditEvent, Committee, Dimension, PeerRating, Pledge, Quota, QuotaAck, Rating, RatingFinal, Record,
-                    School, SchoolClass, Student, db, evaluation, policy, workflow)
+from models import (
+    AuditEvent,
+    Committee,
+    Dimension,
+    PeerRating,
+    Pledge,
+    Quota,
+    QuotaAck,
+    Rating,
+    RatingFinal,
+    Record,
+    School,
+    SchoolClass,
+    Student,
+    db,
+    evaluation,
+    policy,
+    workflow,
+)
 from models.fields import FieldErrors
 from models.workflow import WorkflowError
 from seed import changsha
-from seed.changsha_demo import seed_changsha
 
 DIMS = [d["code"] for d in changsha.DIMENSIONS]
-
-
-@pytest.fixture
-def cs(session):
-    """岳麓区: yl01 with a class of 43 and a class of 6, yl02 with a class of 5."""
-    info = seed_changsha(class_sizes={"yl01": [43, 6], "yl02": [5]})
-    session.commit()
-    return info
 
 
 def school(code):

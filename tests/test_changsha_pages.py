@@ -8,7 +8,7 @@ import re
 import pytest
 import sqlalchemy as sa
 from conftest import csrf_from, user
-from test_changsha import DIMS, cs, klass, school, students_of  # noqa: F401 (cs is a fixture)
+from test_changsha import DIMS, klass, school, students_of
 
 from models import PeerRating, Pledge, Quota, QuotaAck, Rating, RatingFinal, db, evaluation
 

@@ -26,7 +26,6 @@ from crawl_support import (
     inventory,
     summary,
 )
-from sqlalchemy.orm import sessionmaker
 from test_scope_matrix import USERS
 from werkzeug.routing import Map, Rule
 

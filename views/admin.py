@@ -36,6 +36,7 @@ from views.actions import AUDIT_ACTION_NAMES, perform
 from views.auth import password_problems
 from views.base import EditOnly, ReadOnly, ScopedAjaxLoader, ScopedModelView
 from views.categories import category_view
+from views.changsha import ChangshaDeskView
 from views.dashboard import DashboardView
 from views.deadlines import DeadlinesView
 from views.export import XLSX_MIME
@@ -45,7 +46,6 @@ from views.queues import CaseView, CorrectionQueueView, ReviewQueueView
 from views.register import AUDIT_ACTION_NAMES as REGISTER_AUDIT_ACTIONS
 from views.register import AccountSlipsView, RegisterImportView
 from views.security import csp_nonce
-from views.changsha import ChangshaDeskView
 from views.unlock import UnlockView
 
 

@@ -29,8 +29,6 @@ from flask import Response, abort, current_app, flash, redirect, request, send_f
 from flask_admin import BaseView, expose
 from flask_babel import gettext as _
 from flask_login import current_user
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 
 from forms.base import db_id, posted_text
 from models import policy, workflow
@@ -40,7 +38,7 @@ from models.calendar import PhaseWindow, Term
 from models.clock import local, now
 from models.fields import FieldErrors
 from models.org import NON_PARTICIPANT_STATUSES, School, SchoolClass, Student
-from views.export import XLSX_MIME
+from views.export import XLSX_MIME, printable_sheet
 
 SUMMARY_HEADER = ["序号", "学籍号", "姓名", "班级", "评价结果", "不合格原因", "学生签字日期", "家长签字日期"]
 UPLOAD_KINDS = {"pdf": ("pdf", "application/pdf"), "jpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png")}
@@ -564,40 +562,10 @@ def summary_note(school: School, term: Term, rows: list[list]) -> str:
 
 
 def summary_xlsx(school: School, term: Term, rows: list[list]) -> bytes:
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "汇总表"
-    width = len(SUMMARY_HEADER)
-    ws.append([f"{school.name} · {term.name} · 初中学生综合素质评价汇总表（九年级）"])
-    ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
-    ws["A1"].font = Font(bold=True, size=14)
-    ws["A1"].alignment = Alignment(horizontal="center")
-    ws.row_dimensions[1].height = 26
-    ws.append(SUMMARY_HEADER)
-    thin = Side(style="thin", color="9AA5B1")
-    for cell in ws[2]:
-        cell.font = Font(bold=True)
-        cell.fill = PatternFill("solid", fgColor="E8EEF5")
-    for row in rows:
-        ws.append(row)
-        for cell in ws[ws.max_row]:
-            if isinstance(cell.value, str):
-                cell.data_type = "s"  # a name or reason starting with "=" stays text, never a formula
-            elif isinstance(cell.value, date):
-                cell.number_format = "yyyy-mm-dd"
-    for line in ws.iter_rows(min_row=2, max_row=ws.max_row):
-        for cell in line:
-            cell.border = Border(left=thin, right=thin, top=thin, bottom=thin)
-            cell.alignment = Alignment(vertical="top", wrap_text=True)
+    wb, ws = printable_sheet("汇总表", f"{school.name} · {term.name} · 初中学生综合素质评价汇总表（九年级）",
+                             SUMMARY_HEADER, rows, dict(zip("ABCDEFGH", (6, 22, 12, 16, 10, 30, 14, 14), strict=True)))
     ws.append([])
     ws.append(["校长签字：", "", "", "学校盖章：", "", "日期："])
-    for col, w in zip("ABCDEFGH", (6, 22, 12, 16, 10, 30, 14, 14), strict=True):
-        ws.column_dimensions[col].width = w
-    ws.print_title_rows = "2:2"
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
-    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
-    ws.sheet_properties.pageSetUpPr.fitToPage = True
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

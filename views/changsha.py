@@ -11,10 +11,10 @@ from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
 
-from models import policy
 from models import evaluation as ev
-from models.base import db
+from models import policy
 from models.accounts import RoleGrant, User
+from models.base import db
 from models.changsha import KINDS_OF_LEVEL, MEMBER_KINDS, Committee, Quota, QuotaAck, Rating, RatingFinal
 from models.clock import now
 from models.fields import FieldErrors

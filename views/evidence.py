@@ -16,8 +16,6 @@ from flask import Blueprint, Response, abort, flash, redirect, request, send_fil
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
-from openpyxl import Workbook
-from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
 
 from models import evaluation as ev
 from models import evidence, policy
@@ -27,7 +25,7 @@ from models.changsha import EvidenceFile, EvidenceItem, MaterialReview
 from models.clock import local, now
 from models.org import School, SchoolClass, Student
 from views.actions import perform, render_page
-from views.export import XLSX_MIME
+from views.export import XLSX_MIME, printable_sheet
 from views.i18n import _l, pick
 
 bp = Blueprint("evidence", __name__)
@@ -315,35 +313,10 @@ def klass(class_id: int):
 
 
 def chase_xlsx(klass: SchoolClass, term: Term, rows: list[list]) -> bytes:
-    wb = Workbook()
-    ws = wb.active
-    ws.title = "催交清单"
-    width = len(CHASE_HEADER)
-    ws.append([f"{klass.school.name} {klass.name} · 实证材料催交清单（{term.name}）"])
-    ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
-    ws["A1"].font = Font(bold=True, size=14)
-    ws["A1"].alignment = Alignment(horizontal="center")
-    ws.append([str(h) for h in CHASE_HEADER])
-    thin = Side(style="thin", color="9AA5B1")
-    for cell in ws[2]:
-        cell.font = Font(bold=True)
-        cell.fill = PatternFill("solid", fgColor="E8EEF5")
-    for row in rows:
-        ws.append(row)
-        for cell in ws[ws.max_row]:
-            if isinstance(cell.value, str):
-                cell.data_type = "s"  # a name starting with "=" stays text, never a formula
-    for line in ws.iter_rows(min_row=2, max_row=ws.max_row):
-        for cell in line:
-            cell.border = Border(left=thin, right=thin, top=thin, bottom=thin)
-            cell.alignment = Alignment(vertical="top", wrap_text=True)
+    wb, ws = printable_sheet("催交清单", f"{klass.school.name} {klass.name} · 实证材料催交清单（{term.name}）",
+                             CHASE_HEADER, rows, dict(zip("ABCDEF", (6, 14, 12, 70, 8, 10), strict=True)))
     ws.append([])
     ws.append([f"生成时间：{local(now()):%Y-%m-%d %H:%M}（北京时间）。请于实证材料阶段结束前登录平台补齐上传。"])
-    for col, w in zip("ABCDEF", (6, 14, 12, 70, 8, 10), strict=True):
-        ws.column_dimensions[col].width = w
-    ws.print_title_rows = "2:2"
-    ws.page_setup.orientation = "landscape"
-    ws.page_setup.paperSize = ws.PAPERSIZE_A4
     out = io.BytesIO()
     wb.save(out)
     return out.getvalue()

@@ -19,6 +19,48 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+def printable_sheet(sheet: str, title: str, header: list, rows: list[list], widths: dict[str, int]):
+    """A titled, bordered A4-landscape sheet to print and sign or hand out (汇总表, 催交清单): the title merged over
+    the header, the header bold on a tint and repeated on every page, text cells typed as text (a value starting
+    with "=" is never a formula), dates as dates. Returns (workbook, sheet) for the caller's footer lines."""
+    from datetime import date
+
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = sheet
+    ws.append([title])
+    ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(header))
+    ws["A1"].font = Font(bold=True, size=14)
+    ws["A1"].alignment = Alignment(horizontal="center")
+    ws.row_dimensions[1].height = 26
+    ws.append([str(h) for h in header])
+    for cell in ws[2]:
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="E8EEF5")
+    for row in rows:
+        ws.append(row)
+        for cell in ws[ws.max_row]:
+            if isinstance(cell.value, str):
+                cell.data_type = "s"
+            elif isinstance(cell.value, date):
+                cell.number_format = "yyyy-mm-dd"
+    thin = Side(style="thin", color="9AA5B1")
+    for line in ws.iter_rows(min_row=2, max_row=ws.max_row):
+        for cell in line:
+            cell.border = Border(left=thin, right=thin, top=thin, bottom=thin)
+            cell.alignment = Alignment(vertical="top", wrap_text=True)
+    for col, width in widths.items():
+        ws.column_dimensions[col].width = width
+    ws.print_title_rows = "2:2"
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
+    ws.page_setup.fitToWidth, ws.page_setup.fitToHeight = 1, 0
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    return wb, ws
+
+
 def csv_safe(value) -> str:
     """A cell's text for CSV, never a live formula when a spreadsheet opens it (OWASP CSV injection)."""
     text = "" if value is None else str(value)
