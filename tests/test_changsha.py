@@ -340,7 +340,13 @@ def test_peer_evaluation_excludes_self_and_other_classes(cs, at):
 # The whole cycle on the seed's dates
 
 
-def test_the_changsha_cycle_on_the_seed_dates(cs, at):
+def test_the_changsha_cycle_on_the_seed_dates(cs, at, app, data_app, tmp_path, monkeypatch):
+    from test_evidence import minimal_pdf, png
+
+    from models import EvidenceItem, evidence
+
+    for a in (app, data_app):
+        monkeypatch.setitem(a.config, "CQE_EVIDENCE_DIR", str(tmp_path / "evidence"))
     s = school("yl02")
     k = klass("yl02", 1)
     pupils = students_of(k)
@@ -359,6 +365,27 @@ def test_the_changsha_cycle_on_the_seed_dates(cs, at):
     # 4月2日: training and pledges.
     at("2017-04-02 14:00")
     pledge_all(k)
+    # 4月3日—5月20日: the evidence portfolio; the first student completes every item, the others one.
+    at("2017-04-10 19:00")
+    items = db.session.execute(sa.select(EvidenceItem).where(EvidenceItem.profile_id == term.profile_id)
+                               .order_by(EvidenceItem.position)).scalars().all()
+    assert len(items) == 23
+    first = user("cs_yl02c1n01")
+    seed = 0
+    for item in items:
+        for _n in range(item.min_files):
+            seed += 1
+            if item.formats == ["pdf"]:
+                evidence.save_evidence(first, pupils[0], item, f"{item.code}.pdf", minimal_pdf(f"{item.code}-{seed}"))
+            else:
+                evidence.save_evidence(first, pupils[0], item, f"{item.code}.png", png(seed))
+    for j, st in enumerate(pupils[1:], start=2):
+        evidence.save_evidence(user(f"cs_yl02c1n{j:02d}"), st, items[0], "e01.png", png(1000 + j))
+    tally = evidence.completeness(Student.class_id, [Student.class_id == k.id], term)[k.id]
+    assert (tally.students, tally.complete) == (5, 1)
+    chase = evidence.chasing_list(k, term)
+    assert [c.student.id for c in chase] == [p.id for p in pupils[1:]]
+    assert all(len(c.missing) == 22 for c in chase)
     # 4月24日起: results imported by the school clerk, in the profile's results_import phase.
     clerk = user("cs_yl02_clerk")
     at("2017-04-20 10:00")
@@ -393,6 +420,9 @@ def test_the_changsha_cycle_on_the_seed_dates(cs, at):
     # Everything is in the history, under the right school.
     counts = dict(db.session.execute(sa.select(AuditEvent.action, sa.func.count(AuditEvent.id))
                                      .where(AuditEvent.school_id == s.id).group_by(AuditEvent.action)).all())
+    files = db.session.execute(sa.select(sa.func.count(AuditEvent.id)).where(
+        AuditEvent.school_id == s.id, AuditEvent.object_type == "EvidenceFile")).scalar()
+    assert files == sum(i.min_files for i in items) + 4
     assert counts["rate"] == 5 * 6 and counts["finalise_class"] == 1 and counts["finalise_school"] == 1
     assert counts["peer_rate"] == 5 * 4 * 6 and counts["review_materials"] == 5
     assert db.session.execute(sa.select(sa.func.count(Record.id)).where(Record.school_id == s.id)).scalar() == 6
