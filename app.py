@@ -85,6 +85,7 @@ def create_app(config_override: dict | None = None) -> Flask:
     from views.auth import bp as auth_bp
     from views.cases import bp as cases_bp
     from views.changsha import bp as changsha_bp
+    from views.datapackage import bp as datapackage_bp
     from views.deadlines import bp as inbox_bp
     from views.deadlines import unread_count
     from views.errors import register_error_handlers
@@ -103,6 +104,7 @@ def create_app(config_override: dict | None = None) -> Flask:
     app.register_blueprint(lookup_bp)
     app.register_blueprint(reports_bp)
     app.register_blueprint(evidence_bp)
+    app.register_blueprint(datapackage_bp)
     register_error_handlers(app)
 
     from views.security import init_security

@@ -5,16 +5,29 @@ from models.audit import AuditEvent
 from models.base import db
 from models.calendar import Cohort, PhaseWindow, Profile, Term
 from models.cases import Case
-from models.changsha import (Committee, CommitteeMember, EvidenceFile, EvidenceItem, MaterialReview, PeerRating,
-                             Pledge, Quota, QuotaAck, Rating, RatingFinal)
 from models.catalog import Activity, Category, Dimension
+from models.changsha import (
+                             Committee,
+                             CommitteeMember,
+                             EvidenceFile,
+                             EvidenceItem,
+                             MaterialReview,
+                             PeerRating,
+                             Pledge,
+                             Quota,
+                             QuotaAck,
+                             Rating,
+                             RatingFinal,
+)
 from models.contacts import Contact
+from models.datapackage import DataPackage
 from models.deadlines import DeadlineRun, Notification
 from models.org import City, District, School, SchoolClass, Student
 from models.records import Record
 
 __all__ = [
     "Activity", "ArchiveEntry", "AuditEvent", "Case", "Category", "City", "Cohort", "Committee", "CommitteeMember", "Contact",
+    "DataPackage",
     "DeadlineRun", "Dimension", "District", "EvidenceFile", "EvidenceItem", "MaterialReview", "Notification", "PeerRating", "Pledge",
     "Quota", "QuotaAck", "Rating", "RatingFinal", "PhaseWindow", "Profile", "Record", "RoleGrant", "School", "SchoolClass", "Student", "SummaryUpload", "Term", "User", "db",
 ]

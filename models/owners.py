@@ -78,8 +78,18 @@ def owner_ids(obj) -> dict:
         return owner_ids(student) if student is not None else {}
     if isinstance(obj, SummaryUpload):
         return _school_chain(_rel(obj, "school", "school_id", School))
-    from models.changsha import (Committee, CommitteeMember, EvidenceFile, MaterialReview, PeerRating, Pledge, Quota,
-                                 QuotaAck, Rating, RatingFinal)
+    from models.changsha import (
+        Committee,
+        CommitteeMember,
+        EvidenceFile,
+        MaterialReview,
+        PeerRating,
+        Pledge,
+        Quota,
+        QuotaAck,
+        Rating,
+        RatingFinal,
+    )
 
     if isinstance(obj, (EvidenceFile, MaterialReview, Rating)):
         student = _rel(obj, "student", "student_id", Student)
@@ -106,6 +116,10 @@ def owner_ids(obj) -> dict:
     if isinstance(obj, Pledge):
         district = _rel(obj, "district", "district_id", District)
         return owner_ids(district) if district is not None else {}
+    from models.datapackage import DataPackage
+
+    if isinstance(obj, DataPackage):
+        return _school_chain(_rel(obj, "school", "school_id", School))
     from models.deadlines import DeadlineRun
 
     if isinstance(obj, DeadlineRun):

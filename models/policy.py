@@ -22,11 +22,23 @@ from models.audit import AuditEvent
 from models.base import db
 from models.calendar import Cohort, PhaseWindow, Profile, Term
 from models.cases import Case
-from models.changsha import (Committee, CommitteeMember, EvidenceFile, EvidenceItem, MaterialReview, PeerRating, Pledge,
-                             Quota, QuotaAck, Rating, RatingFinal)
 from models.catalog import Activity, Category, Dimension
+from models.changsha import (
+    Committee,
+    CommitteeMember,
+    EvidenceFile,
+    EvidenceItem,
+    MaterialReview,
+    PeerRating,
+    Pledge,
+    Quota,
+    QuotaAck,
+    Rating,
+    RatingFinal,
+)
 from models.clock import local, now
 from models.contacts import Contact
+from models.datapackage import DataPackage
 from models.deadlines import DeadlineRun, Notification
 from models.fields import MAX_ID
 from models.org import NON_PARTICIPANT_STATUSES, City, District, School, SchoolClass, Student
@@ -194,6 +206,15 @@ RULES: dict[type, dict[str, Rule]] = {
         "view": Rule(CLASS_STAFF | SCHOOL_STAFF | {"school_committee"}),
         "peer_rate": _r("student", windows=("self_peer",)),
     },
+    # 数据上报: the school admin, the principal or the district admin packages the school's data for the city data
+    # centre while the kind's window is open (电子档案 5月26—27日, 最终评价 6月26—27日) and verifies it at any time.
+    DataPackage: {
+        "view": _r("school_admin", "principal", "school_leader", "school_committee", "district_admin",
+                   "district_leading_group"),
+        "package_evidence": _r("school_admin", "principal", "district_admin", windows=("first_upload",)),
+        "package_final": _r("school_admin", "principal", "district_admin", windows=("final_upload",)),
+        "verify": _r("school_admin", "principal", "district_admin"),
+    },
 }
 
 ACTION_NAMES = {
@@ -204,6 +225,7 @@ ACTION_NAMES = {
     "rate": "评定", "sign": "登记签字", "print_reports": "打印确认单和纪实报告", "unlock": "解锁",
     "review_materials": "审核材料", "finalise_class": "班级评价定稿", "finalise_school": "学校评价定稿",
     "peer_rate": "互评", "track_evidence": "查看实证材料完成情况：",
+    "package_evidence": "生成学生电子档案", "package_final": "生成最终评价", "verify": "校验",
 }
 MODEL_NAMES = {
     City: "市", District: "区", School: "学校", SchoolClass: "班级", Student: "学生", Activity: "活动项目",
@@ -213,6 +235,7 @@ MODEL_NAMES = {
     SummaryUpload: "汇总表", Committee: "评价组织", CommitteeMember: "评价组织成员", Pledge: "诚信承诺书",
     EvidenceItem: "实证材料项目", EvidenceFile: "实证材料", MaterialReview: "材料审核", Quota: "插标比例",
     QuotaAck: "插标比例复核", Rating: "教师评价", RatingFinal: "评价定稿", PeerRating: "学生互评",
+    DataPackage: "数据包",
 }
 
 
@@ -443,6 +466,8 @@ def _changsha_clause(grant: RoleGrant, model: type):
         return _by_student(Rating.student_id, Rating.class_id, Rating.school_id, grant)
     if model is PeerRating:
         return _by_student(PeerRating.rater_id, PeerRating.class_id, PeerRating.school_id, grant)
+    if model is DataPackage:
+        return _by_school(DataPackage.school_id, grant) if kind in ("city", "district", "school") else sa.false()
     if model is RatingFinal:
         if kind == "class":
             return RatingFinal.class_id == grant.class_id

@@ -1303,8 +1303,9 @@ def foreign_profile_probes(ctx: Ctx, view, method: str, rule) -> list[Probe]:
 
 
 # Blueprints of the Changsha profile's pages, and the URL variables their probes fill.
-CHANGSHA_BLUEPRINTS = ("changsha.", "changsha_desk.", "evidence.")
-CHANGSHA_VARS = {"class_id", "school_id", "student_id", "item_id", "file_id", "kind", "place_id", "member_id"}
+CHANGSHA_BLUEPRINTS = ("changsha.", "changsha_desk.", "evidence.", "datapackage.")
+CHANGSHA_VARS = {"class_id", "school_id", "student_id", "item_id", "file_id", "kind", "place_id", "member_id",
+                 "package_id"}
 
 
 def changsha_probes(ctx: Ctx, rule) -> list[Probe]:
@@ -1319,7 +1320,8 @@ def changsha_probes(ctx: Ctx, rule) -> list[Probe]:
     for side, kind in (("self", "in"), (ctx.level_out("school"), "out")):
         values = {"class_id": ctx.world.get("class", side), "school_id": ctx.world.get("school", side),
                   "student_id": ctx.world.get("student", side), "item_id": 1, "file_id": 1,
-                  "kind": "school", "place_id": ctx.world.get("school", side), "member_id": 1}
+                  "kind": "school", "place_id": ctx.world.get("school", side), "member_id": 1,
+                  "package_id": 1}
         url = _url(rule, {k: v for k, v in values.items() if k in rule.arguments})
         if "GET" in rule.methods:
             probes.append(Probe("GET", url, kind=kind if rule.arguments else "page", **base))

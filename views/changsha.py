@@ -324,6 +324,9 @@ class ChangshaDeskView(BaseView):
             else:
                 links.append((url_for("changsha.school", school_id=s.id), _("插标与定稿 · %(school)s", school=s.name),
                               _("接收并复核插标比例，查看全校等级分布，全校定稿。")))
+            if policy.can(current_user, "package_evidence", policy.DataPackage):
+                links.append((url_for("datapackage.school", school_id=s.id), _("数据上报 · %(school)s", school=s.name),
+                              _("生成并校验上报市教育局数据中心的数据包（电子档案、最终评价）。")))
         return self.render("cqe/changsha/desk.html", links=links)
 
 
