@@ -306,6 +306,24 @@ def require_pledge(user: User, term: Term) -> None:
         raise policy.Denied("请先签署诚信承诺书，才能审核材料或评价学生。", 403)
 
 
+def is_group_member(user: User, term: Term, class_id: int, at: datetime | None = None) -> bool:
+    """Whether the user sits on the class's evaluation group and its list has been published (公示 begun)."""
+    today = local(at or now()).date()
+    return db.session.execute(
+        sa.select(CommitteeMember.id).join(Committee, CommitteeMember.committee_id == Committee.id).where(
+            Committee.term_id == term.id, Committee.level == "class", Committee.class_id == class_id,
+            Committee.published_from.is_not(None), Committee.published_from <= today,
+            CommitteeMember.user_id == user.id)
+    ).first() is not None
+
+
+def require_group_member(user: User, term: Term, klass: SchoolClass, at: datetime | None = None) -> None:
+    """Reviewing and rating a class is its evaluation group's work: five teachers who have taught the class a year,
+    on a list that was published (the role alone is not enough)."""
+    if not is_group_member(user, term, klass.id, at):
+        raise policy.Denied(f"只有{klass}班级评价小组（名单已公示）的成员才能审核材料和评价本班学生。", 403)
+
+
 # ---------------------------------------------------------------------------------------------
 # Teacher review of materials (教师审核学生材料)
 
@@ -323,6 +341,7 @@ def review_materials(user: User, student: Student, *, authentic: bool, complete:
                                       class_id=student.class_id, reviewer_id=user.id)
         _require(user, "review_materials", row, at)
         require_pledge(user, term)
+        require_group_member(user, term, student.school_class, at)
         if not (authentic and complete) and not note:
             raise FieldErrors({"note": "说明：材料不真实或不完整时，请写明问题，以便反馈给班主任和家长"})
         if len(note) > MAX_TEXT:
@@ -494,7 +513,7 @@ def save_ratings(user: User, entries: list[tuple[Student, str, str]], *, at: dat
             raise WorkflowError("没有要保存的评价。")
         changed = 0
         with acting("rate", "教师评价"), db.session.no_autoflush:
-            terms, dims_of, existing = {}, {}, {}
+            terms, dims_of, existing, members = {}, {}, {}, set()
             for student, code, level in entries:
                 district_id = student.school.district_id
                 if district_id not in terms:
@@ -518,6 +537,9 @@ def save_ratings(user: User, entries: list[tuple[Student, str, str]], *, at: dat
                 row = existing[key].get(dim.id) or Rating(term=term, student=student, school_id=student.school_id,
                                                            class_id=student.class_id, dimension=dim)
                 _require(user, "rate", row, at)
+                if (term.id, student.class_id) not in members:
+                    require_group_member(user, term, student.school_class, at)
+                    members.add((term.id, student.class_id))
                 if _final(term, student.school_id, student.class_id) is not None:
                     raise WorkflowError(f"{student.school_class}的评价已定稿，不能再修改。")
                 if not quotas_acknowledged(term, student.school_id):
@@ -550,6 +572,7 @@ def finalise_class(user: User, klass: SchoolClass, *, at: datetime | None = None
                             class_id=klass.id, school_class=klass, finalised_by_id=user.id, finalised_at=at)
         _require(user, "finalise_class", final, at)
         require_pledge(user, term)
+        require_group_member(user, term, klass, at)
         if _final(term, klass.school_id, klass.id) is not None:
             raise WorkflowError(f"{klass}的评价已定稿。")
         missing = missing_ratings(term, [klass.id])

@@ -66,6 +66,15 @@ def form_class_group(at, k, since=date(2015, 9, 1)):
     return committee
 
 
+def organise(at, k):
+    """The class's evaluation group formed of its five evaluators and published on 2017-03-20 (before the
+    organisation phase ends); the clock is left there."""
+    at("2017-03-20 09:00")
+    group = form_class_group(at, k)
+    evaluation.publish_committee(user(f"cs_{k.school.code}_admin"), group, days=3)
+    return group
+
+
 def pledge_all(k, upto=5):
     term = term_of(k)
     for j in range(1, upto + 1):
@@ -196,6 +205,7 @@ def test_school_committee_needs_principal_grade_leader_and_two_elected_parents(c
 def test_no_review_or_rating_before_the_pledge(cs, at):
     k = klass("yl01", 2)
     term = term_of(k)
+    organise(at, k)
     at("2017-04-02 10:00")
     ev = user("cs_yl01c2_eval1")
     with pytest.raises(FieldErrors, match="请输入您的姓名"):
@@ -220,8 +230,14 @@ def test_no_review_or_rating_before_the_pledge(cs, at):
     # Another class's evaluator: not theirs.
     with pytest.raises(policy.Denied):
         evaluation.review_materials(user("cs_yl01c1_eval1"), st, authentic=True, complete=True)
-    assert db.session.execute(sa.select(sa.func.count(Pledge.id))).scalar() == 1
-    assert events("sign_pledge") == 1 and events("review_materials") == 1
+    # The evaluator role and a pledge are not enough: (1)班 has no published evaluation group, so its own
+    # evaluators review nothing yet.
+    other = user("cs_yl01c1_eval1")
+    evaluation.sign_pledge(other, term, other.display_name)
+    with pytest.raises(policy.Denied, match="只有九年级\\(1\\)班班级评价小组（名单已公示）的成员"):
+        evaluation.review_materials(other, students_of(klass("yl01", 1))[0], authentic=True, complete=True)
+    assert db.session.execute(sa.select(sa.func.count(Pledge.id))).scalar() == 2
+    assert events("sign_pledge") == 2 and events("review_materials") == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,6 +248,7 @@ def test_quota_refusals_at_the_exact_boundary_of_a_class_of_43(cs, at):
     k = klass("yl01", 1)
     assert len(students_of(k)) == 43
     assert evaluation.quota_cap(30, 43) == 12 and evaluation.quota_cap(50, 43) == 21
+    organise(at, k)
     set_quotas(at, k.school)
     at("2017-06-17 09:00")
     pledge_all(k)
@@ -259,6 +276,7 @@ def test_quota_refusals_at_the_exact_boundary_of_a_class_of_43(cs, at):
 
 def test_finalising_needs_every_student_rated_and_the_quotas_checked(cs, at):
     k = klass("yl01", 2)
+    organise(at, k)
     at("2017-06-03 10:00")
     evaluation.set_quotas(user("cs_city"), k.school, {code: {"A": 30} for code in DIMS})
     # Quotas outside the city's window, from a school, or out of range: refused.

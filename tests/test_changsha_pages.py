@@ -8,7 +8,7 @@ import re
 import pytest
 import sqlalchemy as sa
 from conftest import csrf_from, user
-from test_changsha import DIMS, klass, school, students_of
+from test_changsha import DIMS, klass, organise, school, students_of
 
 from models import PeerRating, Pledge, Quota, QuotaAck, Rating, RatingFinal, db, evaluation
 
@@ -90,6 +90,7 @@ def _ready_to_rate(at, k):
 
 def test_rating_sheet_shows_the_running_distribution_and_refuses_to_finalise_over_the_quota(cs, client, login_as, at):
     k = klass("yl01", 2)  # 6 students: A at most 1, B at most 3
+    organise(at, k)
     _ready_to_rate(at, k)
     login_as("cs_yl01c2_eval1")
     html = page(client, f"/cs/rate/{k.id}")
@@ -128,6 +129,7 @@ def test_rating_sheet_shows_the_running_distribution_and_refuses_to_finalise_ove
 def test_school_page_acknowledges_and_finalises(cs, client, login_as, at):
     s = school("yl02")
     k = klass("yl02", 1)
+    organise(at, k)
     at("2017-06-03 10:00")
     login_as("cs_city")
     html = page(client, f"/cs/quotas/{s.id}")
@@ -297,6 +299,7 @@ def test_teacher_review_of_materials_on_the_student_page_reaches_parents(cs, cli
 
     k = klass("yl01", 2)
     st = students_of(k)[0]
+    organise(at, k)
     at("2017-05-15 10:00")
     login_as("cs_yl01c2_eval2")
     url = f"/evidence/student/{st.id}"
@@ -325,3 +328,16 @@ def test_teacher_review_of_materials_on_the_student_page_reaches_parents(cs, cli
     html = page(client, url)
     assert "缺少社会实践活动记录" in html and "review-form" not in html  # the homeroom teacher does not review
     assert client.post(url, data={"csrf_token": csrf_from(html), "verdict": "ok"}).status_code == 403
+
+
+def test_an_evaluator_outside_a_published_group_cannot_rate(cs, client, login_as, at):
+    k = klass("yl01", 1)  # its group is never formed
+    _ready_to_rate(at, k)
+    u = user("cs_yl01c1_eval1")
+    evaluation.sign_pledge(u, evaluation.changsha_term(k.school.district_id), u.display_name)
+    login_as("cs_yl01c1_eval1")
+    html = page(client, f"/cs/rate/{k.id}")
+    assert "rate-member" in html and 'value="finalise"' not in html
+    st = students_of(k)[0]
+    resp = client.post(f"/cs/rate/{k.id}", data={"csrf_token": csrf_from(html), "action": "save", f"r-{st.id}-moral": "B"})
+    assert resp.status_code == 403 and count(Rating) == 0

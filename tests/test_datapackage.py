@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from conftest import table_fingerprint, user
+from test_changsha import organise
 
 from models import (
     AuditEvent,
@@ -174,6 +175,7 @@ def finalise(at, w):
     """Quotas set and checked, every yl01 student rated by the class groups, both classes and the school finalised."""
     s = w["school"]
     for k in (w["c1"], w["c2"]):
+        organise(at, k)
         for j in range(1, 6):
             u = user(f"cs_yl01c{k.number}_eval{j}")
             evaluation.sign_pledge(u, w["term"], u.display_name)

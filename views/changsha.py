@@ -180,14 +180,14 @@ def rate(class_id: int):
         sa.select(Rating).where(Rating.term_id == term.id, Rating.class_id == klass.id)).scalars()}
     probe = Rating(term=term, student=students[0], school_id=klass.school_id, class_id=klass.id) if students else None
     decision = _decision("rate", probe) if probe is not None else policy.Decision(False, "本班没有参与评价的学生。")
-    pledged = ev.has_pledged(current_user, term)
+    member = ev.is_group_member(current_user, term, klass.id)
     final = db.session.execute(sa.select(RatingFinal).where(
         RatingFinal.term_id == term.id, RatingFinal.class_id == klass.id)).scalar_one_or_none()
     peers = ev.peer_summary(term, klass.id)
     return render_page(
         "cqe/changsha/rate.html", klass=klass, term=term, dims=dims, students=students, levels=_levels(term),
         ratings=ratings, lines=ev.distribution(term, klass.school_id, klass.id), open=bool(decision) and not final,
-        reason=decision.reason, pledged=pledged, final=final, peers=peers,
+        reason=decision.reason, pledged=ev.has_pledged(current_user, term), member=member, final=final, peers=peers,
         acknowledged=ev.quotas_acknowledged(term, klass.school_id), missing=ev.missing_ratings(term, [klass.id]),
         form=form, page_title=_("教师评价 · %(klass)s", klass=str(klass)))
 

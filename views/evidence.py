@@ -381,7 +381,8 @@ def student(student_id: int):
                        upload_url=lambda item: url_for(".student_upload", student_id=student.id, item_id=item.id),
                        back_url=url_for(".klass", class_id=student.class_id), page_title=_("实证材料"),
                        reviews=reviews, own_review=own, may_review=may_review, review_form=review_form,
-                       pledged=ev.has_pledged(current_user, term), **_portfolio(student, term))
+                       pledged=ev.has_pledged(current_user, term),
+                       member=ev.is_group_member(current_user, term, student.class_id), **_portfolio(student, term))
 
 
 @bp.route("/evidence/student/<int:student_id>/item/<int:item_id>", methods=["POST"])
