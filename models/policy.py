@@ -601,6 +601,16 @@ def profile_codes(user: User) -> frozenset[str]:
     return cache[key]
 
 
+def runs_phase(user: User, phase: str) -> bool:
+    """Whether a profile the user's districts run this term has the phase (归档签字 is Shanghai's, not Changsha's):
+    menus of a phase's pages show only where the phase exists."""
+    codes = profile_codes(user)
+    if not codes:
+        return False
+    return any(p["code"] == phase for phases in db.session.execute(
+        sa.select(Profile.phases).where(Profile.code.in_(codes))).scalars() for p in phases or [])
+
+
 def current_term(district_id: int) -> Term | None:
     """The district's current term; looked up once per request (a page asks several times)."""
     from flask import g, has_request_context

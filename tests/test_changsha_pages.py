@@ -234,7 +234,10 @@ def test_the_desk_leads_each_role_to_its_pages(cs, client, login_as, at, usernam
     if username == "cs_city":
         # Only Changsha schools: the city clerk of Changsha never sees Shanghai's.
         assert {int(x) for x in re.findall(r"/cs/quotas/(\d+)", html)} == {school("yl01").id, school("yl02").id}
-    assert "长沙评价工作台" in page(client, "/admin/")
+    home = page(client, "/admin/")
+    assert "长沙评价工作台" in home
+    # Shanghai's 归档签字 is not a phase of the Changsha profile: no menu, no page.
+    assert "归档签字" not in home and client.get("/admin/archive/sign/").status_code in (403, 404)
 
 
 def test_shanghai_accounts_see_no_changsha_menu_or_categories(cs, client, login_as, at):
@@ -242,6 +245,7 @@ def test_shanghai_accounts_see_no_changsha_menu_or_categories(cs, client, login_
     login_as("s1_clerk")
     home = page(client, "/admin/")
     assert "长沙评价工作台" not in home and "语文口语交际考查" not in home
+    assert "归档签字" in home
     assert client.get("/admin/changsha/").status_code == 404
     assert client.get("/admin/records/cs_oral_chinese/").status_code == 403
 

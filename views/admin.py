@@ -66,12 +66,13 @@ class FamilyLink(MenuLink):
 class PolicyLink(MenuLink):
     """A menu entry shown to whoever may ever do ``action`` on ``model`` (the page checks the object)."""
 
-    def __init__(self, *args, model=None, action="view", **kwargs):
+    def __init__(self, *args, model=None, action="view", phase=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.model, self.action = model, action
+        self.model, self.action, self.phase = model, action, phase
 
     def is_accessible(self):
-        return current_user.is_authenticated and policy.can(current_user, self.action, self.model)
+        return current_user.is_authenticated and policy.can(current_user, self.action, self.model) \
+            and (self.phase is None or policy.runs_phase(current_user, self.phase))
 
 
 class HomeView(AdminIndexView):
@@ -471,7 +472,7 @@ def init_admin(app) -> Admin:
     admin.add_view(ArchiveSummaryView(name=_l("汇总表"), category=_l("归档签字"), endpoint="archive_summary",
                                       url="/admin/archive/summary"))
     admin.add_link(PolicyLink(name=_l("批量生成纪实报告与确认单"), endpoint="reports.batch", category=_l("归档签字"),
-                              model=SchoolClass, action="print_reports"))
+                              model=SchoolClass, action="print_reports", phase="archive"))
     return admin
 
 

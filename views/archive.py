@@ -206,7 +206,8 @@ class _ArchivePage(BaseView):
 
 class ArchiveRateView(_ArchivePage):
     def is_accessible(self) -> bool:
-        return current_user.is_authenticated and policy.can(current_user, "rate", ArchiveEntry)
+        return current_user.is_authenticated and policy.can(current_user, "rate", ArchiveEntry) \
+            and policy.runs_phase(current_user, "archive")
 
     @expose("/")
     def index(self):
@@ -302,7 +303,8 @@ class ArchiveSignView(_ArchivePage):
     """签字登记: the homeroom teacher's own class, or any class of the clerk's school."""
 
     def is_accessible(self) -> bool:
-        return current_user.is_authenticated and policy.can(current_user, "sign", ArchiveEntry)
+        return current_user.is_authenticated and policy.can(current_user, "sign", ArchiveEntry) \
+            and policy.runs_phase(current_user, "archive")
 
     def _signable(self) -> list[tuple[SchoolClass, Term]]:
         out = []
@@ -386,7 +388,8 @@ class ArchiveProgressView(_ArchivePage):
 
     def is_accessible(self) -> bool:
         # Whoever may print a school's 确认单 follows their signing: the school's staff and the district admin.
-        return current_user.is_authenticated and policy.can(current_user, "print_reports", School)
+        return current_user.is_authenticated and policy.can(current_user, "print_reports", School) \
+            and policy.runs_phase(current_user, "archive")
 
     @expose("/")
     def index(self):
@@ -582,7 +585,8 @@ class ArchiveSummaryView(_ArchivePage):
     """汇总表: the principal's downloads and upload; the school's leadership and the district look on."""
 
     def is_accessible(self) -> bool:
-        return current_user.is_authenticated and policy.can(current_user, "view", SummaryUpload)
+        return current_user.is_authenticated and policy.can(current_user, "view", SummaryUpload) \
+            and policy.runs_phase(current_user, "archive")
 
     def _status(self, school: School) -> dict:
         term = _term_of(school)
