@@ -1238,7 +1238,7 @@ def h_register_token(ctx, rule):
 HANDLERS = {
     "auth.index": (h_page, set()), "auth.login": (h_self_service, set()), "auth.logout": (h_self_service, set()),
     "auth.password": (h_self_service, set()), "health.healthz": (h_health, set()),
-    "health.livez": (h_health, set()), "unlock.index": (h_unlock, set()), "unlock.unlock": (h_unlock, set()),
+    "health.livez": (h_health, set()), "health.favicon": (h_health, set()), "unlock.index": (h_unlock, set()), "unlock.unlock": (h_unlock, set()),
     "admin.index": (h_page, set()),
     "inbox.inbox": (h_page, set()), "inbox.mark_read": (h_self_service, set()),
     "inbox.job_status": (h_job_status, {"job_id"}),
@@ -1271,7 +1271,7 @@ HANDLERS = {
 }
 # Static files are excluded on purpose: they are the same bytes for everyone.
 EXCLUDED = {"static", "admin.static"}
-PUBLIC = {"auth.login", "health.healthz", "health.livez", "reports.public_report", "reports.public_report_pdf",
+PUBLIC = {"auth.login", "health.healthz", "health.livez", "health.favicon", "reports.public_report", "reports.public_report_pdf",
           "lookup.results"}
 
 

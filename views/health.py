@@ -3,7 +3,7 @@ serving at all (touches nothing: a liveness probe, and the trivial endpoint of t
 from __future__ import annotations
 
 import sqlalchemy as sa
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, send_from_directory
 
 from jobs import redis_connection
 from models.base import db
@@ -31,3 +31,9 @@ def healthz():
 @bp.route("/livez")
 def livez():
     return "ok", 200, {"Content-Type": "text/plain; charset=utf-8", "Cache-Control": "no-store"}
+
+
+@bp.route("/favicon.ico")
+def favicon():
+    """Browsers ask for /favicon.ico on every site; answer with the app's icon rather than a 404."""
+    return send_from_directory(current_app.static_folder, "cqe/favicon.svg", mimetype="image/svg+xml", max_age=86400)
