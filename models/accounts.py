@@ -6,9 +6,9 @@ from datetime import datetime
 import sqlalchemy as sa
 from flask_login import UserMixin
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from werkzeug.security import check_password_hash, generate_password_hash
 
 from models.base import TimestampMixin, UTCDateTime, db
+from models.passwords import hash_password, needs_rehash, verify_password
 from models.roles import ROLES
 
 
@@ -38,7 +38,7 @@ class User(UserMixin, TimestampMixin, db.Model):
 
     def set_password(self, password: str) -> None:
         """Set a new password; sessions and remember-me cookies issued under the old one stop working."""
-        self.password_hash = generate_password_hash(password)
+        self.password_hash = hash_password(password)
         self.session_version = (self.session_version or 0) + 1
 
     def get_id(self) -> str:  # Flask-Login: what the session and the remember-me cookie hold
@@ -48,7 +48,15 @@ class User(UserMixin, TimestampMixin, db.Model):
         return self.locked_until is not None and self.locked_until > at
 
     def check_password(self, password: str) -> bool:
-        return check_password_hash(self.password_hash, password)
+        return verify_password(self.password_hash, password)
+
+    def upgrade_password_hash(self, password: str) -> bool:
+        """After a successful check: store the verified password under the current hash scheme when the stored
+        hash is of an older one (models/passwords.py). Sessions stay valid: the password has not changed."""
+        if not needs_rehash(self.password_hash):
+            return False
+        self.password_hash = hash_password(password)
+        return True
 
     @property
     def roles(self) -> set[str]:

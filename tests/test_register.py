@@ -448,7 +448,7 @@ def test_slips_show_initial_passwords_that_log_in_once(client, login_as, at):
     assert client.get("/admin/").status_code == 200 and client.get("/me/records").status_code == 200
     db.session.expire_all()
     acc = _account(a.xjh)
-    assert not acc.must_change_password and acc.password_hash.startswith("scrypt:")
+    assert not acc.must_change_password and acc.password_hash.startswith("$argon2id$")
     event = db.session.execute(sa.select(AuditEvent).where(
         AuditEvent.action == "change_password", AuditEvent.object_id == str(acc.id))).scalar_one()
     assert event.after == {"password_hash": "***", "must_change_password": False,

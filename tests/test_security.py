@@ -208,6 +208,46 @@ def test_throttle_counts_in_redis_and_survives_redis_down(redis_apps, redis_conn
     assert _post_login(c, "s1g9c1n03", PASSWORD).status_code == 302
 
 
+# --- password hashes -----------------------------------------------------------------------------
+
+def test_passwords_are_stored_as_argon2id_and_malformed_hashes_match_nothing():
+    from models.passwords import ARGON2_MEMORY_KIB, hash_password, needs_rehash, verify_password
+
+    stored = hash_password("cqe2022")
+    assert stored.startswith(f"$argon2id$v=19$m={ARGON2_MEMORY_KIB},t=2,p=1$") and "cqe2022" not in stored
+    assert verify_password(stored, "cqe2022") and not verify_password(stored, "cqe2023")
+    assert not needs_rehash(stored)
+    weaker = stored.replace(f"m={ARGON2_MEMORY_KIB},t=2", "m=8192,t=1")
+    assert needs_rehash(weaker)
+    for broken in ("", None, "!", "$argon2id$garbage", "scrypt:1:2$salt", "pbkdf2:sha256$x", "plain-text"):
+        assert not verify_password(broken, "cqe2022"), broken
+    assert not needs_rehash("!") and not needs_rehash("$argon2id$garbage")  # unusable stays unusable
+
+
+def test_an_older_werkzeug_hash_still_signs_in_and_is_upgraded_without_ending_sessions(app, client, at):
+    from werkzeug.security import generate_password_hash
+
+    at("2022-03-01 09:00")
+    account = user("s1g9c2n02")
+    account.password_hash = generate_password_hash(PASSWORD)  # Werkzeug's scrypt, as stored before
+    version = account.session_version
+    db.session.commit()
+    phone = app.test_client()
+    assert _post_login(phone, "s1g9c2n02", "wrong-password-1").status_code == 200
+    db.session.expire_all()
+    assert user("s1g9c2n02").password_hash.startswith("scrypt:"), "a wrong password upgrades nothing"
+    assert _post_login(phone, "s1g9c2n02", PASSWORD).status_code == 302
+    db.session.expire_all()
+    account = user("s1g9c2n02")
+    assert account.password_hash.startswith("$argon2id$") and account.session_version == version
+    assert phone.get("/me/records").status_code == 200
+    # The upgraded hash signs in again; the history masks it.
+    assert _post_login(client, "s1g9c2n02", PASSWORD).status_code == 302
+    event = db.session.execute(sa.select(AuditEvent).where(
+        AuditEvent.action == "login", AuditEvent.object_id == str(account.id)).order_by(AuditEvent.id)).scalars().first()
+    assert event is not None and event.after.get("password_hash") == "***"
+
+
 # --- sessions ------------------------------------------------------------------------------------
 
 def test_a_new_password_ends_the_other_sessions_and_keeps_this_one(app, client, login_as, at):

@@ -5,7 +5,7 @@ import re
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from flask import Response, abort, redirect, request
+from flask import Response, abort, g, has_request_context, redirect, request
 from flask_admin import Admin, AdminIndexView, expose
 from flask_admin.form import DateTimeField
 from flask_admin.menu import MenuLink
@@ -473,7 +473,27 @@ def init_admin(app) -> Admin:
                                       url="/admin/archive/summary"))
     admin.add_link(PolicyLink(name=_l("批量生成纪实报告与确认单"), endpoint="reports.batch", category=_l("归档签字"),
                               model=SchoolClass, action="print_reports", phase="archive"))
+    for view in admin._views:
+        _answer_once_per_request(view)
     return admin
+
+
+def _answer_once_per_request(view) -> None:
+    """Flask-Admin asks every view whether the user may use it several times for one page (each menu category
+    lists its children, then each item again, then the view being served): ask the policy once per request and
+    user. The answer is the view's own ``is_accessible``; only the repetition goes."""
+    compute = view.is_accessible
+
+    def is_accessible() -> bool:
+        if not has_request_context():
+            return compute()
+        cache = g.setdefault("cqe_accessible", {})
+        key = (id(view), current_user.get_id() if current_user.is_authenticated else None)
+        if key not in cache:
+            cache[key] = compute()
+        return cache[key]
+
+    view.is_accessible = is_accessible
 
 
 __all__ = ["init_admin", "abort"]

@@ -15,7 +15,6 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required, login_user, logout_user
 from flask_wtf import FlaskForm
 from sqlalchemy import select
-from werkzeug.security import check_password_hash, generate_password_hash
 from wtforms import BooleanField, HiddenField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired
 
@@ -24,6 +23,7 @@ from models.audit import Actor, acting, set_actor
 from models.base import db
 from models.clock import local, now
 from models.fields import text_problem
+from models.passwords import DUMMY_HASH, verify_password
 from views.actions import render_page
 from views.throttle import throttle
 
@@ -101,8 +101,6 @@ def index():
     return redirect(url_for("admin.index") if current_user.is_authenticated else url_for("auth.login"))
 
 
-# Checked against when the username does not exist, so both answers take the same time.
-_DUMMY_HASH = generate_password_hash("not-a-password-of-anyone")
 
 
 def lock_message(user: User) -> str:
@@ -135,7 +133,7 @@ def login():
         if user is not None and user.is_locked(now()):
             flash(lock_message(user), "danger")
         elif user is None or not user.active:
-            check_password_hash(_DUMMY_HASH, form.password.data)
+            verify_password(DUMMY_HASH, form.password.data)  # so both answers take the same time
             throttle().failed(rate, "login", address)
             flash(gettext("用户名或密码错误。"), "danger")
         elif not user.check_password(form.password.data):
@@ -152,6 +150,7 @@ def login():
             set_actor(Actor(user_id=user.id, name=user.display_name, ip=request.remote_addr or ""))
             with acting("login"):
                 user.last_login_at = now()
+                user.upgrade_password_hash(form.password.data)
                 user.failed_logins = 0
                 user.locked_until = None
                 db.session.commit()
