@@ -14,9 +14,9 @@ What it does, in order (everything it started is stopped on the way out, failure
 2. gunicorn on a free port of 127.0.0.1, app clock pinned at the same instant, no REDIS_URL unless
    --redis-url is given (without it each worker runs the embedded deadline ticker: nothing is due, the
    tick above applied it all). Default: 2 gthread workers × 4 threads (--workers, --worker-class,
-   --threads). Why: the work is CPU-bound Python (a page 12–25 ms of CPU, a login ~105 ms of scrypt) with
+   --threads). Why: the work is CPU-bound Python (a page 10–20 ms of CPU, a login ~20 ms of Argon2id) with
    ~15 database round trips a page: one process a core for the GIL-bound work, threads to overlap the
-   round trips and scrypt (hashlib releases the GIL), and keep-alive (the sync worker closes every
+   round trips and the password hash (argon2-cffi releases the GIL), and keep-alive (the sync worker closes every
    connection: its /livez ceiling measured a third of gthread's, the mix the same within the noise;
    3 workers × 4 threads spent more CPU a request than 2 × 4).
 3. Three locust runs (headless, FastHttpUser, bench/locustfile.py):
@@ -33,7 +33,7 @@ What it does, in order (everything it started is stopped on the way out, failure
    is spawned (--reset-stats): their rps is the steady state. Not the rush's 500: 50 users already keep all
    8 worker threads busy (measured: 20 users 40 rps, 50 users 52, 100 users 55: flat from 50 on, within
    this shared machine's noise; /livez 1,900, 1,930, 1,750), and with no think time
-   500 users spend the whole first minutes logging in (500 scrypt hashes, ~55 s of CPU) — the mix would
+   500 users spend the first minute logging in (500 Argon2id hashes and their pages) — the mix would
    not be the visit's mix (1 login in ~10 requests) until a full cycle (~4 minutes) had passed.
    Between two runs the script waits until gunicorn is idle (the previous run's queued requests).
    Errors are counted over every whole run (the locustfile's own counter, ramp-up included).

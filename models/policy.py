@@ -611,6 +611,17 @@ def runs_phase(user: User, phase: str) -> bool:
         sa.select(Profile.phases).where(Profile.code.in_(codes))).scalars() for p in phases or [])
 
 
+def uses_field_type(user: User, kind: str) -> bool:
+    """Whether a category of a profile the user's districts run this term has a field of this type (the activity
+    catalogue, 项目管理, serves the categories that pick an activity; a profile without them has no use for it)."""
+    codes = profile_codes(user)
+    if not codes:
+        return False
+    return any(f.get("type") == kind for fields in db.session.execute(
+        sa.select(Category.fields).join(Profile, Category.profile_id == Profile.id).where(Profile.code.in_(codes))
+    ).scalars() for f in fields or [])
+
+
 def current_term(district_id: int) -> Term | None:
     """The district's current term; looked up once per request (a page asks several times)."""
     from flask import g, has_request_context
@@ -828,6 +839,14 @@ def sees_register_data(user: User, student: Student) -> bool:
 
 
 def report_visible(user: User, student: Student) -> bool:
-    return db.session.execute(
-        sa.select(Student.id).where(Student.id == student.id, report_scope(user))
-    ).first() is not None
+    """Whether ``user`` may read ``student``'s published report; asked once per request (a report page asks
+    when it opens the student and again when it offers the appeal)."""
+    from flask import g, has_request_context
+
+    cache = g.setdefault("cqe_report_visible", {}) if has_request_context() else {}
+    key = (getattr(user, "id", None), student.id)
+    if key not in cache:
+        cache[key] = db.session.execute(
+            sa.select(Student.id).where(Student.id == student.id, report_scope(user))
+        ).first() is not None
+    return cache[key]

@@ -345,3 +345,21 @@ def test_an_evaluator_outside_a_published_group_cannot_rate(cs, client, login_as
     st = students_of(k)[0]
     resp = client.post(f"/cs/rate/{k.id}", data={"csrf_token": csrf_from(html), "action": "save", f"r-{st.id}-moral": "B"})
     assert resp.status_code == 403 and count(Rating) == 0
+
+
+@pytest.mark.parametrize("username", ["cs_yl01_clerk", "cs_yl01_admin"])
+def test_changsha_staff_see_no_shanghai_only_pages(cs, client, login_as, at, username):
+    """预确认 is a step of Shanghai's 填报准备 phase and the activity catalogue serves Shanghai's activity
+    categories: a Changsha school's staff get neither (menu or page); a Shanghai school's staff get both."""
+    at("2017-03-20 10:00")
+    login_as(username)
+    home = page(client, "/admin/")
+    assert "预确认" not in home and "德育活动项目管理" not in home and "学生名册" in home
+    assert client.get("/admin/preconfirm/").status_code == 403
+    assert client.get("/admin/activities/").status_code == 403
+    client.post("/logout", data={"csrf_token": csrf_from(home)})
+    at("2022-03-01 09:00")
+    login_as("s1_clerk")
+    home = page(client, "/admin/")
+    assert "预确认" in home and "德育活动项目管理" in home
+    assert client.get("/admin/preconfirm/").status_code == 200 and client.get("/admin/activities/").status_code == 200

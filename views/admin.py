@@ -172,7 +172,9 @@ class PreconfirmView(EditOnly, StudentView):
     column_filters = ["status"]
 
     def is_accessible(self):
-        return current_user.is_authenticated and policy.can(current_user, "preconfirm", Student)
+        # 预确认 is a step of the profiles that have its phase (Shanghai's 填报准备), not Changsha's.
+        return current_user.is_authenticated and policy.can(current_user, "preconfirm", Student) \
+            and any(policy.runs_phase(current_user, p) for p in policy.RULES[Student]["preconfirm"].windows)
 
     def on_model_change(self, form, model, is_created):
         pass  # the view's edit action is already "preconfirm", checked with its window by the workflow
@@ -187,6 +189,9 @@ class ActivityView(ScopedModelView):
     column_editable_list = ["organiser"]
     form_columns = ["name", "organiser", "held_on", "description"]
     form_args = {"name": {"validators": [v.InputRequired(message="必填"), v.Length(max=128)]}}
+
+    def is_accessible(self):
+        return super().is_accessible() and policy.uses_field_type(current_user, "activity")
 
     def scope_filter(self):
         return Activity.term_id.in_(sa.select(Term.id).where(Term.is_current.is_(True)))
