@@ -139,6 +139,22 @@ def tick_command(now_iso: str | None, district_code: str | None) -> None:
         raise SystemExit(1)
 
 
+@cqe.command("evidence-sweep")
+@click.option("--days", default=7, show_default=True, type=float,
+              help="Only stored files untouched for this many days (uploads in progress are younger).")
+@click.option("--dry-run", is_flag=True, help="Count what would go; remove nothing.")
+def evidence_sweep_command(days: float, dry_run: bool) -> None:
+    """Remove evidence bytes no file refers to any more (taken off, or an upload that failed); cron it daily."""
+    from datetime import timedelta
+
+    from models.evidence import size_text, sweep_orphans
+
+    result = sweep_orphans(timedelta(days=days), dry_run=dry_run)
+    verb = "Would remove" if dry_run else "Removed"
+    click.echo(f"{verb} {result.removed} unreferenced file(s), {size_text(result.removed_bytes)}; "
+               f"kept {result.referenced} in use and {result.kept_young} unreferenced younger than {days:g} day(s).")
+
+
 @cqe.command("worker")
 @click.option("--burst", is_flag=True, help="Run what is queued and due, then exit.")
 @click.option("--tick/--no-tick", default=True, show_default=True,

@@ -17,9 +17,10 @@ import io
 import os
 import re
 import struct
+import time
 import warnings
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
@@ -203,6 +204,47 @@ def store(data: bytes) -> str:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     return sha
+
+
+@dataclass
+class Sweep:
+    removed: int = 0
+    removed_bytes: int = 0
+    kept_young: int = 0  # unreferenced but too recent to be sure (an upload whose row is being committed)
+    referenced: int = 0
+
+
+def sweep_orphans(min_age: timedelta, *, dry_run: bool = False) -> Sweep:
+    """Remove stored bytes no evidence file refers to any more: files taken off (the history keeps what they were,
+    not the student's photo for ever) and bytes whose upload failed before its row was saved; likewise temporary
+    files of interrupted writes. Only what has not been touched for ``min_age``: a file stored a moment ago may
+    belong to a row still being committed. Stored files are named by their hash, so one still used by any other
+    student's row stays. Ages are the files' own times on the real clock (never the app's, which a demo pins)."""
+    root = evidence_dir()
+    used = set(db.session.execute(sa.select(EvidenceFile.sha256).distinct()).scalars())
+    result = Sweep()
+    cutoff = time.time() - min_age.total_seconds()
+    for entry in os.scandir(root):
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        name = entry.name
+        if not (re.fullmatch(r"[0-9a-f]{64}", name) or re.fullmatch(r"[0-9a-f]{64}\..+\.tmp", name)):
+            continue  # not ours: leave it
+        if name in used:
+            result.referenced += 1
+            continue
+        info = entry.stat(follow_symlinks=False)
+        if info.st_mtime > cutoff:
+            result.kept_young += 1
+            continue
+        result.removed += 1
+        result.removed_bytes += info.st_size
+        if not dry_run:
+            try:
+                os.remove(entry.path)
+            except FileNotFoundError:  # another sweep got there first
+                pass
+    return result
 
 
 # ---------------------------------------------------------------------------------------------

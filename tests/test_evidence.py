@@ -577,3 +577,39 @@ def test_non_participants_upload_nothing(cs, store):
         ev.save_evidence(user("cs_yl01c1n01"), s, item("e01"), "a.png", png())
     assert "不参与本次综合素质评价" in exc.value.message
     assert files() == [] and stored(store) == []
+
+
+def test_the_sweep_removes_only_old_unreferenced_bytes(cs, store, data_app):
+    import os
+    import time
+    from datetime import timedelta
+
+    a, b = students(klass())[:2]
+    kept = ev.save_evidence(user("cs_yl01c1n01"), a, item("e07"), "劳动.png", png(21))
+    ev.save_evidence(user("cs_yl01c1_teacher"), b, item("e07"), "同一张.png", png(21))  # same bytes, other student
+    gone = ev.save_evidence(user("cs_yl01c1n01"), a, item("e08"), "删掉.png", png(22))
+    gone_sha = gone.sha256
+    ev.delete_evidence(user("cs_yl01c1n01"), gone)
+    ev.delete_evidence(user("cs_yl01c1n01"), kept)  # b's row still uses these bytes
+    young = ev.store(png(23))  # an upload whose row is not saved yet (or failed a moment ago)
+    stale_tmp = store / f"{'0' * 64}.4242.77.tmp"
+    stale_tmp.write_bytes(b"half a file")
+    foreign = store / "README.txt"
+    foreign.write_text("not ours")
+    week_ago = time.time() - 8 * 86400
+    for name in (kept.sha256, gone_sha, stale_tmp.name, foreign.name):
+        os.utime(store / name, (week_ago, week_ago))
+
+    dry = ev.sweep_orphans(timedelta(days=7), dry_run=True)
+    assert (dry.removed, dry.referenced, dry.kept_young) == (2, 1, 1)
+    assert dry.removed_bytes == len(png(22)) + len(b"half a file")
+    assert {gone_sha, stale_tmp.name} <= set(stored(store))  # a dry run removes nothing
+
+    result = data_app.test_cli_runner().invoke(args=["cqe", "evidence-sweep", "--days", "7"])
+    assert result.exit_code == 0, result.output
+    assert "Removed 2 unreferenced file(s)" in result.output and "kept 1 in use and 1 unreferenced" in result.output
+    assert stored(store) == sorted([kept.sha256, young, foreign.name])
+    # What stays is still served to whoever may see it.
+    (row,) = files()
+    with open(ev.file_path(row.sha256), "rb") as fh:
+        assert fh.read() == png(21)
