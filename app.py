@@ -133,6 +133,12 @@ def create_app(config_override: dict | None = None) -> Flask:
     @app.context_processor
     def _globals():
         return {"cqe_now": clock.now, "cqe_unread": unread_count, "cqe_local": clock.local, "languages": app.config["LANGUAGES"],
-                "current_lang": select_locale() if request else "zh_Hans_CN"}
+                "current_lang": select_locale() if request else "zh_Hans_CN", "cqe_runs_phase": _runs_phase}
+
+    def _runs_phase(phase: str) -> bool:
+        """Templates: whether the signed-in user's profile has the phase (pages of a phase show only there)."""
+        from models import policy
+
+        return bool(current_user and current_user.is_authenticated and policy.runs_phase(current_user, phase))
 
     return app

@@ -604,11 +604,16 @@ def profile_codes(user: User) -> frozenset[str]:
 def runs_phase(user: User, phase: str) -> bool:
     """Whether a profile the user's districts run this term has the phase (归档签字 is Shanghai's, not Changsha's):
     menus of a phase's pages show only where the phase exists."""
+    from flask import g, has_request_context
+
     codes = profile_codes(user)
     if not codes:
         return False
-    return any(p["code"] == phase for phases in db.session.execute(
-        sa.select(Profile.phases).where(Profile.code.in_(codes))).scalars() for p in phases or [])
+    cache = g.setdefault("cqe_profile_phases", {}) if has_request_context() else {}
+    if codes not in cache:
+        cache[codes] = frozenset(p["code"] for phases in db.session.execute(
+            sa.select(Profile.phases).where(Profile.code.in_(codes))).scalars() for p in phases or [])
+    return phase in cache[codes]
 
 
 def uses_field_type(user: User, kind: str) -> bool:

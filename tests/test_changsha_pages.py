@@ -363,3 +363,19 @@ def test_changsha_staff_see_no_shanghai_only_pages(cs, client, login_as, at, use
     home = page(client, "/admin/")
     assert "预确认" in home and "德育活动项目管理" in home
     assert client.get("/admin/preconfirm/").status_code == 200 and client.get("/admin/activities/").status_code == 200
+
+
+def test_a_changsha_student_is_led_to_evidence_and_peer_rating_not_to_publication_pages(cs, client, login_as, at):
+    """Changsha has no 公示 of classmates' records and no 申诉 phase: its students' home, page tabs and menu lead to
+    实证材料 and 学生互评 instead; a Shanghai student keeps 同班公示 and 申诉."""
+    at("2017-05-15 10:00")
+    token = login_as("cs_yl01c1n01")
+    for url in ("/admin/", "/me/evidence", "/admin/changsha/"):
+        html = page(client, url)
+        assert 'href="/me/evidence"' in html and 'href="/cs/peer"' in html, url
+        assert 'href="/me/class"' not in html and 'href="/me/appeals"' not in html, url
+    client.post("/logout", data={"csrf_token": token})
+    at("2022-03-01 09:00")
+    login_as("s1g9c1n01")
+    html = page(client, "/admin/")
+    assert 'href="/me/class"' in html and 'href="/me/appeals"' in html and 'href="/cs/peer"' not in html

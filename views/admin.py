@@ -55,10 +55,17 @@ def _local_time(view, context, model, name):
 
 
 class FamilyLink(MenuLink):
-    """Menu entries of students' and parents' pages."""
+    """Menu entries of students' and parents' pages; ``phase``: only where the district's profile has it (同班公示
+    and 申诉 belong to a profile with a publication)."""
+
+    def __init__(self, *args, phase=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.phase = phase
 
     def is_accessible(self):
         if not current_user.is_authenticated or not current_user.has_role("student", "parent"):
+            return False
+        if self.phase is not None and not policy.runs_phase(current_user, self.phase):
             return False
         return self.endpoint != "me.classmates" or current_user.has_role("student")
 
@@ -440,9 +447,10 @@ def init_admin(app) -> Admin:
                                    url="/admin/review-queue"))
     admin.add_view(CorrectionQueueView(Record, name=_l("确认不通过待修改"), category=_l("待办"), endpoint="corrections",
                                        url="/admin/corrections"))
-    for name, endpoint in ((_l("我的记录"), "me.records"), (_l("纪实报告"), "me.report"),
-                           (_l("同班公示"), "me.classmates"), (_l("我的申诉"), "me.appeals")):
-        admin.add_link(FamilyLink(name=name, endpoint=endpoint, category=_l("我的")))
+    for name, endpoint, phase in ((_l("我的记录"), "me.records", None), (_l("纪实报告"), "me.report", None),
+                                  (_l("同班公示"), "me.classmates", "publication"),
+                                  (_l("我的申诉"), "me.appeals", "publication")):
+        admin.add_link(FamilyLink(name=name, endpoint=endpoint, category=_l("我的"), phase=phase))
     admin.add_view(ActivityView(Activity, name=_l("团、队等德育活动项目管理"), category=_l("项目管理"), endpoint="activities"))
     admin.add_view(StudentView(Student, name=_l("学生名册"), category=_l("学生信息"), endpoint="students"))
     admin.add_view(PreconfirmView(Student, name=_l("预确认"), category=_l("学生信息"), endpoint="preconfirm"))

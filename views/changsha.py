@@ -309,6 +309,9 @@ class ChangshaDeskView(BaseView):
                               _("按插标比例为每位学生评定各维度等级，完成后定稿。")))
         if policy.can(current_user, "track_evidence", SchoolClass) or policy.can(current_user, "track_evidence", School):
             links.append((url_for("evidence.index"), _("实证材料完成情况"), _("各班、各学生实证材料的完成情况和催交清单。")))
+        if roles & {"student", "parent"}:
+            links.append((url_for("evidence.me"), _("我的实证材料") if "student" in roles else _("孩子的实证材料"),
+                          _("23 项实证材料的上传、完成情况和班级评价小组的审核意见。")))
         if "student" in roles:
             links.append((url_for("changsha.peer"), _("学生互评"), _("为本班每位同学（不含自己）评定各维度等级。")))
         schools = db.session.execute(sa.select(School).where(policy.scope(current_user, School))
