@@ -6,6 +6,7 @@ import os
 import sqlalchemy as sa
 from flask import Flask, request, session
 from flask_login import current_user
+from sqlalchemy.orm import joinedload
 
 from extensions import babel, csrf, db, login_manager, migrate
 from models import clock
@@ -69,9 +70,12 @@ def create_app(config_override: dict | None = None) -> Flask:
         """``<id>.<session version>`` (User.get_id): a session from before a password change is void."""
         ident, _, version = user_id.partition(".")
         try:
-            user = db.session.get(User, int(ident))
+            ident_int = int(ident)
         except ValueError:
             return None
+        # The account and its grants in one round trip: every page asks for the grants (policy, menus).
+        user = db.session.execute(sa.select(User).options(joinedload(User.grants)).where(User.id == ident_int)) \
+            .unique().scalar_one_or_none()
         if user is None or version != str(user.session_version or 0):
             return None
         return user

@@ -573,32 +573,28 @@ def cohort_of(obj, at: datetime | None = None) -> list[Cohort]:
     return list(term.cohorts)
 
 
+def _current_terms(user: User) -> list[tuple[int, str]]:
+    """(id, profile code) of the current terms in the user's scope, in id order; one query per request."""
+    from flask import g, has_app_context
+
+    cache = g.setdefault("cqe_current_terms", {}) if has_app_context() else {}
+    key = getattr(user, "id", None)
+    if key not in cache:
+        cache[key] = [tuple(row) for row in db.session.execute(
+            sa.select(Term.id, Profile.code).join(Profile, Term.profile_id == Profile.id)
+            .where(scope(user, Term), Term.is_current.is_(True)).order_by(Term.id))]
+    return cache[key]
+
+
 def current_term_ids(user: User) -> list[int]:
     """Ids of the current terms in the user's scope, as literals: a filter ``term_id IN (5)`` lets the
     planner walk the (school, term, category, id) index in order, where ``IN (SELECT …)`` may not."""
-    from flask import g, has_app_context
-
-    cache = g.setdefault("cqe_term_ids", {}) if has_app_context() else {}
-    key = getattr(user, "id", None)
-    if key not in cache:
-        cache[key] = db.session.execute(
-            sa.select(Term.id).where(scope(user, Term), Term.is_current.is_(True)).order_by(Term.id)
-        ).scalars().all()
-    return cache[key]
+    return [term_id for term_id, _code in _current_terms(user)]
 
 
 def profile_codes(user: User) -> frozenset[str]:
     """The profiles the user's districts run this term (a city's staff may see both)."""
-    from flask import g, has_app_context
-
-    cache = g.setdefault("cqe_profile_codes", {}) if has_app_context() else {}
-    key = getattr(user, "id", None)
-    if key not in cache:
-        ids = current_term_ids(user)
-        cache[key] = frozenset(db.session.execute(
-            sa.select(Profile.code).join(Term, Term.profile_id == Profile.id).where(Term.id.in_(ids))
-        ).scalars()) if ids else frozenset()
-    return cache[key]
+    return frozenset(code for _id, code in _current_terms(user))
 
 
 def runs_phase(user: User, phase: str) -> bool:

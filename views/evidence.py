@@ -116,7 +116,8 @@ def family_has_evidence() -> bool:
 
     if "cqe_family_evidence" not in g:
         shown = False
-        if current_user.is_authenticated:
+        # Only a profile with an evidence phase has portfolios (asked once per request; no cohort lookups else).
+        if current_user.is_authenticated and policy.runs_phase(current_user, "evidence"):
             for grant in current_user.grants:
                 if grant.role in ("student", "parent") and grant.student is not None:
                     term = policy.current_term(grant.student.school.district_id)
