@@ -103,6 +103,40 @@ def own_database_url(tmp_path_factory, suffix: str) -> str:
     return base.set(database=name).render_as_string(hide_password=False)
 
 
+@contextmanager
+def demo_app(tmp_path_factory, suffix: str, students_per_class: int = 2):
+    """An app on a database of its own (``own_database_url``) migrated and seeded with the demo district, for a
+    live server and a browser; yields the app with its app context pushed while the caller adds its own data."""
+    from app import create_app
+
+    app = create_app({"SQLALCHEMY_DATABASE_URI": own_database_url(tmp_path_factory, suffix), "TESTING": True,
+                      "SECRET_KEY": "test-secret", "REDIS_URL": None, "CQE_NOW": None, "SERVER_NAME": None,
+                      "CQE_TICKER": False})
+    with app.app_context():
+        _reset_schema(app)
+        from seed.demo import seed_demo
+
+        seed_demo(students_per_class=students_per_class)
+        yield app
+        db.session.remove()
+
+
+def dispose(app) -> None:
+    """The end of a module's own app: no connection left behind."""
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def console_problems(page) -> list[str]:
+    """Console errors, page errors and failed responses (status >= 400) of a page, as they happen."""
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+    return problems
+
+
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "artifacts")
 

@@ -9,9 +9,8 @@ from datetime import date
 
 import pytest
 import sqlalchemy as sa
-from conftest import ARTIFACTS, _reset_schema, browser_login, own_database_url, serving
+from conftest import ARTIFACTS, browser_login, console_problems, demo_app, dispose, serving
 
-from app import create_app
 from models import PeerRating, RatingFinal, School, SchoolClass, User, clock, db, evaluation
 from seed import changsha
 
@@ -20,14 +19,7 @@ DIMS = [d["code"] for d in changsha.DIMENSIONS]
 
 @pytest.fixture(scope="module")
 def cs_app(tmp_path_factory):
-    url = own_database_url(tmp_path_factory, "changsha")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "SECRET_KEY": "test-secret",
-                      "REDIS_URL": None, "CQE_NOW": None, "SERVER_NAME": None, "CQE_TICKER": False})
-    with app.app_context():
-        _reset_schema(app)
-        from seed.demo import seed_demo
-
-        seed_demo(students_per_class=2)
+    with demo_app(tmp_path_factory, "changsha") as app:
         from seed.changsha_demo import seed_changsha
 
         seed_changsha(class_sizes={"yl01": [6]})
@@ -51,11 +43,8 @@ def cs_app(tmp_path_factory):
         finally:
             clock.pin(None)
         app.config["CS_CLASS_ID"] = klass.id
-        db.session.remove()
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    dispose(app)
 
 
 @pytest.fixture(scope="module")
@@ -71,20 +60,12 @@ def _count(app, model) -> int:
         return n
 
 
-def _watch(page) -> list[str]:
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("response", lambda r: problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
-    return problems
-
-
 def test_peer_sheet_on_a_phone(cs_app, live, browser):
     os.makedirs(ARTIFACTS, exist_ok=True)
     clock.pin("2017-05-15 19:00")
     context = browser.new_context(viewport={"width": 390, "height": 844}, locale="zh-CN")
     page = context.new_page()
-    problems = _watch(page)
+    problems = console_problems(page)
     try:
         browser_login(page, live, "cs_yl01c1n01")
         page.goto(f"{live}/cs/peer")
@@ -113,7 +94,7 @@ def test_rating_sheet_finalises_within_the_quota(cs_app, live, browser):
     clock.pin("2017-06-19 10:00")
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="zh-CN")
     page = context.new_page()
-    problems = _watch(page)
+    problems = console_problems(page)
     dialogs: list[str] = []
     try:
         browser_login(page, live, "cs_yl01c1_eval1")

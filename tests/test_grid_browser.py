@@ -7,9 +7,8 @@ import os
 
 import pytest
 import sqlalchemy as sa
-from conftest import ARTIFACTS, _reset_schema, browser_login, own_database_url, serving
+from conftest import ARTIFACTS, browser_login, demo_app, dispose, serving
 
-from app import create_app
 from models import Category, Record, School, SchoolClass, Student, clock, db
 
 STUDENTS = 30
@@ -17,14 +16,7 @@ STUDENTS = 30
 
 @pytest.fixture(scope="module")
 def grid_app(tmp_path_factory):
-    url = own_database_url(tmp_path_factory, "grid")
-    app = create_app({"SQLALCHEMY_DATABASE_URI": url, "TESTING": True, "SECRET_KEY": "test-secret",
-                      "REDIS_URL": None, "CQE_NOW": None, "SERVER_NAME": None, "CQE_TICKER": False})
-    with app.app_context():
-        _reset_schema(app)
-        from seed.demo import seed_demo
-
-        seed_demo(students_per_class=2)
+    with demo_app(tmp_path_factory, "grid") as app:
         school = db.session.execute(sa.select(School).where(School.code == "bs01")).scalar_one()
         klass = SchoolClass(school=school, grade=6, number=9)
         db.session.add(klass)
@@ -33,11 +25,8 @@ def grid_app(tmp_path_factory):
                                    school_class=klass, school_id=school.id))
         db.session.commit()
         app.config["GRID_CLASS_ID"] = klass.id
-        db.session.remove()
     yield app
-    with app.app_context():
-        db.session.remove()
-        db.engine.dispose()
+    dispose(app)
 
 
 def _saved(app) -> list[Record]:
