@@ -31,8 +31,8 @@ What it does, in order (everything it started is stopped on the way out, failure
      time, the same --saturation-users, same seconds: the ceiling (ceiling_rps) of this server stack here.
    The two throughput runs use the same users, spawn at 100 a second and reset their stats once every user
    is spawned (--reset-stats): their rps is the steady state. Not the rush's 500: 50 users already keep all
-   8 worker threads busy (measured: 20 users 40 rps, 50 users 52, 100 users 55: flat from 50 on, within
-   this shared machine's noise; /livez 1,900, 1,930, 1,750), and with no think time
+   8 worker threads busy (measured with the older scrypt logins: 20 users 40 rps, 50 users 52, 100 users
+   55: flat from 50 on, within this shared machine's noise; /livez 1,900, 1,930, 1,750), and with no think time
    500 users spend the first minute logging in (500 Argon2id hashes and their pages) — the mix would
    not be the visit's mix (1 login in ~10 requests) until a full cycle (~4 minutes) had passed.
    Between two runs the script waits until gunicorn is idle (the previous run's queued requests).
