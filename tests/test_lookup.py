@@ -404,3 +404,32 @@ def test_the_page_is_public_and_linked_from_the_login_page(client, cs):
     assert "<script" not in body
     login = client.get("/login").get_data(as_text=True)
     assert 'href="/results"' in login and "综合素质评价结果查询" in login
+
+
+# --- signed in -------------------------------------------------------------------------------------
+
+def test_a_signed_in_student_and_parent_see_the_result_from_the_results_day(client, cs, at, login_as):
+    """/cs/result: the same result as the public lookup, for the student and their parents, from the day results
+    are published once the school has finalised; before, when; staff have no child to show."""
+    names = {"A": "A（优秀）", "B": "B（良好）", "C": "C（合格）", "D": "D（待合格）"}
+    at("2017-06-27 10:00")
+    finalise("yl01")
+    token = login_as("cs_yl01c1n03")
+    body = client.get("/cs/result").get_data(as_text=True)
+    assert 'id="result-pending"' in body and "2017-07-03" in body and not shown_levels(body)
+    client.post("/logout", data={"csrf_token": token})
+    at("2017-07-03 08:00")
+    for username in ("cs_yl01c1n03", "p_cs_yl01c1n03"):
+        token = login_as(username)
+        resp = client.get("/cs/result")
+        body = resp.get_data(as_text=True)
+        assert resp.status_code == 200 and pupil("17010101003").name in body
+        assert shown_levels(body) == {d: names[lv] for d, lv in expected_levels().items()}, username
+        client.post("/logout", data={"csrf_token": token})
+    # yl02 has not finalised: its students still wait
+    token = login_as("cs_yl02c1n01")
+    body = client.get("/cs/result").get_data(as_text=True)
+    assert 'id="result-pending"' in body and not shown_levels(body)
+    client.post("/logout", data={"csrf_token": token})
+    login_as("cs_yl01c1_teacher")
+    assert client.get("/cs/result").status_code == 403

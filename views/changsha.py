@@ -128,6 +128,30 @@ def peer():
 
 
 # ---------------------------------------------------------------------------------------------
+# 评价结果: the signed-in student's (or parent's child's) published result
+
+
+@bp.route("/result")
+@login_required
+def result():
+    """The six dimension levels once published (the school finalised and its results day begun, as for the public
+    lookup by exam number); before, when they will be."""
+    from views.family import family_student
+
+    student, role = family_student()
+    term = _term_for(student.school.district_id)
+    if not policy.report_visible(current_user, student):
+        abort(404, description="学生不存在或不在您的查看范围内。")
+    cohort = term.cohort_for_grade(student.school_class.grade)
+    window = cohort.window("results") if cohort is not None else None
+    published = ev.published_result(student) if student.participates else None
+    names = {lv["code"]: lv.get("name", lv["code"]) for lv in _levels(term)}
+    return render_page("cqe/changsha/result.html", student=student, role=role, term=term, window=window,
+                       levels=list(published.items()) if published else None, level_names=names,
+                       page_title=_("评价结果"))
+
+
+# ---------------------------------------------------------------------------------------------
 # 教师评价: the class evaluation group's sheet, the running distribution, finalising the class
 
 
@@ -312,6 +336,7 @@ class ChangshaDeskView(BaseView):
         if roles & {"student", "parent"}:
             links.append((url_for("evidence.me"), _("我的实证材料") if "student" in roles else _("孩子的实证材料"),
                           _("23 项实证材料的上传、完成情况和班级评价小组的审核意见。")))
+            links.append((url_for("changsha.result"), _("评价结果"), _("学校定稿后，自公布之日起查看各维度的评价等级。")))
         if "student" in roles:
             links.append((url_for("changsha.peer"), _("学生互评"), _("为本班每位同学（不含自己）评定各维度等级。")))
         schools = db.session.execute(sa.select(School).where(policy.scope(current_user, School))
