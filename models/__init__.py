@@ -9,6 +9,7 @@ from models.catalog import Activity, Category, Dimension
 from models.changsha import (
                              Committee,
                              CommitteeMember,
+                             Complaint,
                              EvidenceFile,
                              EvidenceItem,
                              MaterialReview,
@@ -26,7 +27,7 @@ from models.org import City, District, School, SchoolClass, Student
 from models.records import Record
 
 __all__ = [
-    "Activity", "ArchiveEntry", "AuditEvent", "Case", "Category", "City", "Cohort", "Committee", "CommitteeMember", "Contact",
+    "Activity", "ArchiveEntry", "AuditEvent", "Case", "Category", "City", "Cohort", "Committee", "CommitteeMember", "Complaint", "Contact",
     "DataPackage",
     "DeadlineRun", "Dimension", "District", "EvidenceFile", "EvidenceItem", "MaterialReview", "Notification", "PeerRating", "Pledge",
     "Quota", "QuotaAck", "Rating", "RatingFinal", "PhaseWindow", "Profile", "Record", "RoleGrant", "School", "SchoolClass", "Student", "SummaryUpload", "Term", "User", "db",

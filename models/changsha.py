@@ -305,3 +305,58 @@ class PeerRating(db.Model):
 
     def __str__(self) -> str:
         return f"互评 · {self.level}"
+
+
+COMPLAINT_ABOUT = {"rating": "评价结果", "evidence": "实证材料", "conduct": "评价人员的工作", "other": "其他"}
+COMPLAINT_ABOUT_EN = {"rating": "Evaluation result", "evidence": "Evidence", "conduct": "An evaluator's conduct",
+                      "other": "Other"}
+COMPLAINT_STATES = {"open": "待受理", "accepted": "处理中", "closed": "已办结", "dismissed": "不予受理"}
+COMPLAINT_STATES_EN = {"open": "Waiting", "accepted": "Being handled", "closed": "Answered", "dismissed": "Not taken up"}
+OPEN_COMPLAINT_STATES = ("open", "accepted")
+
+
+class Complaint(TimestampMixin, db.Model):
+    """举报申诉 (SPEC §8, seed 001: 举报申诉制度): a student or parent reports a problem with the evaluation; the
+    school's evaluation committee takes it up and answers it (or says why not), the district's leading group
+    sees every school's and may answer in its place. Each step with its reason in the history."""
+
+    __tablename__ = "complaints"
+    __table_args__ = (
+        sa.CheckConstraint("state IN ('open', 'accepted', 'closed', 'dismissed')", name="state_value"),
+        sa.Index("ix_complaints_school_state", "school_id", "state"),
+        sa.Index("ix_complaints_filed_by_state", "filed_by_id", "state"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    term_id: Mapped[int] = mapped_column(sa.ForeignKey("terms.id"))
+    district_id: Mapped[int] = mapped_column(sa.ForeignKey("districts.id"), index=True)
+    school_id: Mapped[int] = mapped_column(sa.ForeignKey("schools.id"))
+    class_id: Mapped[int] = mapped_column(sa.ForeignKey("classes.id"))
+    student_id: Mapped[int] = mapped_column(sa.ForeignKey("students.id"), index=True)
+    filed_by_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
+    about: Mapped[str] = mapped_column(sa.String(16))
+    description: Mapped[str] = mapped_column(sa.Text)
+    state: Mapped[str] = mapped_column(sa.String(16), default="open")
+    handler_note: Mapped[str] = mapped_column(sa.Text, default="")
+    handled_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("users.id"), nullable=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    version_id: Mapped[int] = mapped_column(default=1)
+    term = relationship("Term")
+    school = relationship("School")
+    school_class = relationship("SchoolClass")
+    student = relationship("Student")
+    filed_by = relationship("User", foreign_keys=[filed_by_id])
+    handled_by = relationship("User", foreign_keys=[handled_by_id])
+
+    __mapper_args__ = {"version_id_col": version_id}
+
+    @property
+    def about_name(self) -> str:
+        return COMPLAINT_ABOUT.get(self.about, self.about)
+
+    @property
+    def state_name(self) -> str:
+        return COMPLAINT_STATES.get(self.state, self.state)
+
+    def __str__(self) -> str:
+        return f"举报申诉 #{self.id}"

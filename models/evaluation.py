@@ -25,6 +25,7 @@ from models.changsha import (
     MEMBER_KINDS,
     Committee,
     CommitteeMember,
+    Complaint,
     MaterialReview,
     PeerRating,
     Pledge,
@@ -714,3 +715,93 @@ def peer_summary(term: Term, class_id: int) -> dict[int, dict[int, dict[str, int
             .group_by(PeerRating.ratee_id, PeerRating.dimension_id, PeerRating.level)):
         out[ratee_id][dim_id][level] = n
     return {k: dict(v) for k, v in out.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# 举报申诉: complaints filed by students and parents, taken up and answered by the school's committee
+
+COMPLAINT_WORKING_DAYS = 5  # an answer is due within five working days of filing (the profile may say otherwise)
+COMPLAINT_MAX = 500  # characters of a description (the form says so)
+COMPLAINT_TRANSITIONS = {  # action → (states it may start from, state it leads to)
+    "accept": (("open",), "accepted"),
+    "answer": (("open", "accepted"), "closed"),
+    "dismiss": (("open", "accepted"), "dismissed"),
+}
+
+
+def file_complaint(user: User, student: Student, *, about: str, description: str,
+                   at: datetime | None = None) -> Complaint:
+    """A student (or a parent for their child) reports a problem with the evaluation; due within the profile's
+    working days; at most the district's limit of open appeals per person at once."""
+    from models.changsha import COMPLAINT_ABOUT, OPEN_COMPLAINT_STATES
+    from models.fields import text_problem
+    from models.workflow import max_open_appeals
+
+    at = at or now()
+    try:
+        description = (description or "").strip()
+        errors = {}
+        if about not in COMPLAINT_ABOUT:
+            errors["about"] = "举报申诉事项：请选择"
+        if len(description) < 10:
+            errors["description"] = "情况说明：请写清楚情况（至少10个字）"
+        elif len(description) > COMPLAINT_MAX:
+            errors["description"] = f"情况说明：不能超过{COMPLAINT_MAX}个字（现有{len(description)}个）"
+        elif text_problem(description):
+            errors["description"] = f"情况说明：{text_problem(description)}"
+        if errors:
+            raise FieldErrors(errors)
+        term = changsha_term(student.school.district_id)
+        days = int(rules(term).get("complaint_working_days", COMPLAINT_WORKING_DAYS))
+        due_day = working_days_end(local(at).date(), days)
+        due_at = datetime.combine(due_day + timedelta(days=1), datetime.min.time(), tzinfo=local(at).tzinfo)
+        complaint = Complaint(term=term, district_id=student.school.district_id, school_id=student.school_id,
+                              class_id=student.class_id, student=student, filed_by_id=user.id, about=about,
+                              description=description, state="open", handler_note="", due_at=due_at)
+        _require(user, "complain", complaint, at)
+        if not student.participates:
+            raise WorkflowError(f"{student.name}不参与本次综合素质评价。")
+        limit = max_open_appeals(student.school.district)
+        open_now = db.session.execute(sa.select(sa.func.count(Complaint.id)).where(
+            Complaint.filed_by_id == user.id, Complaint.state.in_(OPEN_COMPLAINT_STATES))).scalar_one()
+        if open_now >= limit:
+            raise WorkflowError(f"您已有{open_now}件举报申诉正在处理，每人同时最多{limit}件。请等待答复后再提交。")
+        with acting("complain", description):
+            db.session.add(complaint)
+            _commit("complain")
+        return complaint
+    except (policy.Denied, FieldErrors, WorkflowError) as exc:
+        _fail(exc)
+
+
+def complaint_action(user: User, complaint: Complaint, action: str, *, reason: str = "", expected_version=None,
+                     at: datetime | None = None) -> Complaint:
+    """受理 (accept), 答复 (answer: the reply to the filer, closes it) or 不予受理 (dismiss, with the reason)."""
+    from models.workflow import Conflict
+
+    at = at or now()
+    try:
+        if action not in COMPLAINT_TRANSITIONS:
+            raise WorkflowError("未知操作。")
+        sources, target = COMPLAINT_TRANSITIONS[action]
+        _require(user, action, complaint, at)
+        if expected_version is not None and str(expected_version) != str(complaint.version_id):
+            raise Conflict("该举报申诉刚被他人处理，您的操作未保存。请刷新后重试。")
+        if complaint.state not in sources:
+            raise WorkflowError(f"该举报申诉当前状态为「{complaint.state_name}」，不能{policy.ACTION_NAMES[action]}。")
+        reason = (reason or "").strip()
+        if action in ("answer", "dismiss") and not reason:
+            raise FieldErrors({"reason": "答复：必填，请写明处理结果" if action == "answer" else "原因：必填，请写明不予受理的理由"})
+        if len(reason) > MAX_TEXT:
+            raise FieldErrors({"reason": f"答复：不能超过{MAX_TEXT}个字（现有{len(reason)}个）"})
+        with acting(action, reason):
+            complaint.state = target
+            complaint.handled_by_id = user.id
+            if reason:
+                complaint.handler_note = reason
+            if target in ("closed", "dismissed"):
+                complaint.closed_at = at
+            _commit(action)
+        return complaint
+    except (policy.Denied, FieldErrors, WorkflowError) as exc:
+        _fail(exc)

@@ -81,6 +81,7 @@ def owner_ids(obj) -> dict:
     from models.changsha import (
         Committee,
         CommitteeMember,
+        Complaint,
         EvidenceFile,
         MaterialReview,
         PeerRating,
@@ -91,7 +92,7 @@ def owner_ids(obj) -> dict:
         RatingFinal,
     )
 
-    if isinstance(obj, (EvidenceFile, MaterialReview, Rating)):
+    if isinstance(obj, (EvidenceFile, MaterialReview, Rating, Complaint)):
         student = _rel(obj, "student", "student_id", Student)
         return owner_ids(student) if student is not None else {}
     if isinstance(obj, PeerRating):

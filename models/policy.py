@@ -26,6 +26,7 @@ from models.catalog import Activity, Category, Dimension
 from models.changsha import (
     Committee,
     CommitteeMember,
+    Complaint,
     EvidenceFile,
     EvidenceItem,
     MaterialReview,
@@ -46,6 +47,9 @@ from models.owners import owner_ids
 from models.records import Record
 from models.roles import CLERK_OF_LEVEL, LEVEL_NAMES, ROLES
 
+# Every phase of the Changsha profile (seed/changsha.py PHASES; tests/test_complaints.py holds them equal).
+CHANGSHA_PHASES = ("organisation", "training", "evidence", "results_import", "self_peer", "first_upload",
+                   "quota_setting", "quota_release", "teacher_evaluation", "final_upload", "results")
 EVERYONE = frozenset(ROLES)
 STAFF = EVERYONE - {"student", "parent"}
 SCHOOL_STAFF = frozenset({"school_leader", "school_admin", "school_clerk", "school_auditor", "principal"})
@@ -201,6 +205,15 @@ RULES: dict[type, dict[str, Rule]] = {
         "finalise_class": _r("class_evaluator", windows=("teacher_evaluation",)),
         "finalise_school": _r("principal", windows=("teacher_evaluation",)),
     },
+    # 举报申诉: students and parents report a problem in any phase of the Changsha timeline; the school's evaluation
+    # committee takes it up and answers, the district's leading group may answer any school's (models/evaluation.py).
+    Complaint: {
+        "view": _r("student", "parent", "school_committee", "district_leading_group", "principal", "district_admin"),
+        "complain": _r("student", "parent", windows=CHANGSHA_PHASES),
+        "accept": _r("school_committee", "district_leading_group"),
+        "answer": _r("school_committee", "district_leading_group"),
+        "dismiss": _r("school_committee", "district_leading_group"),
+    },
     # 学生互评: each student rates every classmate but themself; staff see the aggregates, no student sees them.
     PeerRating: {
         "view": Rule(CLASS_STAFF | SCHOOL_STAFF | {"school_committee"}),
@@ -226,6 +239,7 @@ ACTION_NAMES = {
     "review_materials": "审核材料", "finalise_class": "班级评价定稿", "finalise_school": "学校评价定稿",
     "peer_rate": "互评", "track_evidence": "查看实证材料完成情况：",
     "package_evidence": "生成学生电子档案", "package_final": "生成最终评价", "verify": "校验",
+    "complain": "提交", "answer": "答复",
 }
 MODEL_NAMES = {
     City: "市", District: "区", School: "学校", SchoolClass: "班级", Student: "学生", Activity: "活动项目",
@@ -235,7 +249,7 @@ MODEL_NAMES = {
     SummaryUpload: "汇总表", Committee: "评价组织", CommitteeMember: "评价组织成员", Pledge: "诚信承诺书",
     EvidenceItem: "实证材料项目", EvidenceFile: "实证材料", MaterialReview: "材料审核", Quota: "插标比例",
     QuotaAck: "插标比例复核", Rating: "教师评价", RatingFinal: "评价定稿", PeerRating: "学生互评",
-    DataPackage: "数据包",
+    DataPackage: "数据包", Complaint: "举报申诉",
 }
 
 
@@ -466,6 +480,12 @@ def _changsha_clause(grant: RoleGrant, model: type):
         return _by_student(Rating.student_id, Rating.class_id, Rating.school_id, grant)
     if model is PeerRating:
         return _by_student(PeerRating.rater_id, PeerRating.class_id, PeerRating.school_id, grant)
+    if model is Complaint:
+        # The family its own; the school's and district's handlers every complaint of their place; no class staff
+        # (a complaint may be about them).
+        if kind == "class":
+            return sa.false()
+        return _by_student(Complaint.student_id, Complaint.class_id, Complaint.school_id, grant)
     if model is DataPackage:
         return _by_school(DataPackage.school_id, grant) if kind in ("city", "district", "school") else sa.false()
     if model is RatingFinal:
@@ -552,7 +572,7 @@ def cohort_of(obj, at: datetime | None = None) -> list[Cohort]:
     student = None
     if isinstance(obj, Student):
         student = obj
-    elif isinstance(obj, (Record, Case, ArchiveEntry, EvidenceFile, MaterialReview, Rating)):
+    elif isinstance(obj, (Record, Case, ArchiveEntry, EvidenceFile, MaterialReview, Rating, Complaint)):
         student = obj.student
     elif isinstance(obj, PeerRating):
         student = obj.rater

@@ -1305,6 +1305,7 @@ def foreign_profile_probes(ctx: Ctx, view, method: str, rule) -> list[Probe]:
 # Blueprints of the Changsha profile's pages, and the URL variables their probes fill.
 CHANGSHA_BLUEPRINTS = ("changsha.", "changsha_desk.", "evidence.", "datapackage.")
 CHANGSHA_VARS = {"class_id", "school_id", "student_id", "item_id", "file_id", "kind", "place_id", "member_id",
+                 "complaint_id", "action",
                  "package_id"}
 
 
@@ -1321,7 +1322,7 @@ def changsha_probes(ctx: Ctx, rule) -> list[Probe]:
         values = {"class_id": ctx.world.get("class", side), "school_id": ctx.world.get("school", side),
                   "student_id": ctx.world.get("student", side), "item_id": 1, "file_id": 1,
                   "kind": "school", "place_id": ctx.world.get("school", side), "member_id": 1,
-                  "package_id": 1}
+                  "package_id": 1, "complaint_id": 1, "action": "dismiss"}
         url = _url(rule, {k: v for k, v in values.items() if k in rule.arguments})
         if "GET" in rule.methods:
             probes.append(Probe("GET", url, kind=kind if rule.arguments else "page", **base))

@@ -152,6 +152,95 @@ def result():
 
 
 # ---------------------------------------------------------------------------------------------
+# 举报申诉: students and parents file; the school's committee (or the district's leading group) answers
+
+HANDLERS = ("school_committee", "district_leading_group", "principal", "district_admin")
+
+
+def _complaint_names() -> dict:
+    from models.changsha import COMPLAINT_ABOUT, COMPLAINT_ABOUT_EN, COMPLAINT_STATES, COMPLAINT_STATES_EN
+    from views.i18n import pick
+
+    return {"about": {k: pick(v, COMPLAINT_ABOUT_EN[k]) for k, v in COMPLAINT_ABOUT.items()},
+            "states": {k: pick(v, COMPLAINT_STATES_EN[k]) for k, v in COMPLAINT_STATES.items()}}
+
+
+@bp.route("/complaints", methods=["GET", "POST"])
+@login_required
+def complaints():
+    """The family's own complaints and the form to file one; for the handlers, every complaint of their place."""
+    from models.changsha import COMPLAINT_STATES, OPEN_COMPLAINT_STATES, Complaint
+
+    if not policy.can(current_user, "view", Complaint):
+        abort(403, description="您的角色不能查看举报申诉。")
+    form = PostForm()
+    family = current_user.has_role("student", "parent")
+    student = decision = None
+    if family:
+        from views.family import family_student
+
+        student, _role = family_student()
+        term = _term_for(student.school.district_id)
+        probe = Complaint(term=term, student=student, school_id=student.school_id, class_id=student.class_id,
+                          district_id=student.school.district_id, state="open")
+        decision = _decision("complain", probe)
+        if request.method == "POST":
+            if not form.validate_on_submit():
+                abort(400)
+            if perform(lambda: ev.file_complaint(current_user, student, about=request.form.get("about", ""),
+                                                 description=request.form.get("description", "")),
+                       _("举报申诉已提交，学校评价委员会将在期限内答复。")):
+                return redirect(url_for(".complaints"))
+    elif request.method == "POST":
+        abort(403, description="举报申诉由学生或家长提交。")
+    state = request.args.get("state", "")
+    query = sa.select(Complaint).where(policy.scope(current_user, Complaint))
+    if state == "open":
+        query = query.where(Complaint.state.in_(OPEN_COMPLAINT_STATES))
+    elif state in COMPLAINT_STATES:
+        query = query.where(Complaint.state == state)
+    rows = db.session.execute(query.order_by(Complaint.id.desc()).limit(500)).scalars().all()
+    return render_page("cqe/changsha/complaints.html", rows=rows, family=family, student=student, form=form,
+                       decision=decision, names=_complaint_names(), state=state,
+                       values=request.form if request.method == "POST" else {}, now=now(),
+                       page_title=_("举报申诉"))
+
+
+def _complaint(complaint_id: int):
+    from models.changsha import Complaint
+
+    complaint = policy.get_scoped(current_user, Complaint, complaint_id)
+    if complaint is None:
+        abort(404, description="该举报申诉不存在或不在您的查看范围内。")
+    return complaint
+
+
+@bp.route("/complaint/<int:complaint_id>")
+@login_required
+def complaint(complaint_id: int):
+    item = _complaint(complaint_id)
+    actions = [a for a in ev.COMPLAINT_TRANSITIONS if item.state in ev.COMPLAINT_TRANSITIONS[a][0]
+               and _decision(a, item)]
+    return render_page("cqe/changsha/complaint.html", c=item, actions=actions, form=PostForm(), now=now(),
+                       names=_complaint_names(),
+                       page_title=_("举报申诉"))
+
+
+@bp.route("/complaint/<int:complaint_id>/<action>", methods=["POST"])
+@login_required
+def complaint_act(complaint_id: int, action: str):
+    item = _complaint(complaint_id)
+    if action not in ev.COMPLAINT_TRANSITIONS:
+        abort(404)
+    if not PostForm().validate_on_submit():
+        abort(400)
+    done = {"accept": _("已受理。"), "answer": _("已答复，举报申诉办结。"), "dismiss": _("已答复不予受理。")}[action]
+    perform(lambda: ev.complaint_action(current_user, item, action, reason=request.form.get("reason", ""),
+                                        expected_version=request.form.get("version")), done)
+    return redirect(url_for(".complaint", complaint_id=complaint_id))
+
+
+# ---------------------------------------------------------------------------------------------
 # 教师评价: the class evaluation group's sheet, the running distribution, finalising the class
 
 
@@ -337,6 +426,10 @@ class ChangshaDeskView(BaseView):
             links.append((url_for("evidence.me"), _("我的实证材料") if "student" in roles else _("孩子的实证材料"),
                           _("23 项实证材料的上传、完成情况和班级评价小组的审核意见。")))
             links.append((url_for("changsha.result"), _("评价结果"), _("学校定稿后，自公布之日起查看各维度的评价等级。")))
+            links.append((url_for("changsha.complaints"), _("举报申诉"), _("对评价工作有异议或发现问题，向学校评价委员会反映。")))
+        elif roles & set(HANDLERS):
+            links.append((url_for("changsha.complaints", state="open"), _("举报申诉处理"),
+                          _("学生和家长反映的问题：受理、答复或说明不予受理的理由。")))
         if "student" in roles:
             links.append((url_for("changsha.peer"), _("学生互评"), _("为本班每位同学（不含自己）评定各维度等级。")))
         schools = db.session.execute(sa.select(School).where(policy.scope(current_user, School))
