@@ -20,6 +20,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import table_fingerprint, user
 from test_changsha import organise
+from test_evidence import jpeg, minimal_pdf, png
 
 from models import (
     AuditEvent,
@@ -51,47 +52,6 @@ FINAL_UPLOAD = "2017-06-26 10:00"
 
 # ---------------------------------------------------------------------------------------------
 # Files and the world
-
-
-def png(seed: int) -> bytes:
-    from PIL import Image
-
-    out = io.BytesIO()
-    Image.new("RGB", (40, 30), (seed % 256, 90, 200)).save(out, "PNG")
-    return out.getvalue()
-
-
-def jpeg(seed: int) -> bytes:
-    from PIL import Image, ImageDraw
-
-    im = Image.new("RGB", (120, 90), "white")
-    ImageDraw.Draw(im).rectangle((5 + seed % 40, 5, 100, 60), outline="red", width=3)
-    out = io.BytesIO()
-    im.save(out, "JPEG", quality=85)
-    return out.getvalue()
-
-
-def minimal_pdf(text: str) -> bytes:
-    """A one-page PDF written by hand, with a correct cross-reference table."""
-    content = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
-        b"/Resources << /Font << /F1 5 0 R >> >> >>",
-        b"<< /Length " + str(len(content)).encode() + b" >>\nstream\n" + content + b"\nendstream",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-    ]
-    out = bytearray(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n")
-    offsets = []
-    for n, body in enumerate(objects, 1):
-        offsets.append(len(out))
-        out += f"{n} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
 
 
 def school(code: str) -> School:

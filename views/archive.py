@@ -25,7 +25,7 @@ from datetime import date
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from flask import Response, abort, current_app, flash, redirect, request, send_file, url_for
+from flask import Response, abort, current_app, flash, redirect, request, url_for
 from flask_admin import BaseView, expose
 from flask_babel import gettext as _
 from flask_login import current_user
@@ -38,7 +38,7 @@ from models.calendar import PhaseWindow, Term
 from models.clock import local, now
 from models.fields import FieldErrors
 from models.org import NON_PARTICIPANT_STATUSES, School, SchoolClass, Student
-from views.export import XLSX_MIME, printable_sheet
+from views.export import XLSX_MIME, printable_sheet, send_private_file
 
 SUMMARY_HEADER = ["序号", "学籍号", "姓名", "班级", "评价结果", "不合格原因", "学生签字日期", "家长签字日期"]
 UPLOAD_KINDS = {"pdf": ("pdf", "application/pdf"), "jpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png")}
@@ -728,10 +728,5 @@ class ArchiveSummaryView(_ArchivePage):
         path = os.path.join(summary_dir(), f"{upload.sha256}.{ext}")
         if not os.path.exists(path):
             abort(404, description=_("扫描件文件缺失，请联系管理员。"))
-        response = send_file(path, mimetype=mimetype, max_age=0)
         name = f"汇总表-{upload.school.name}-{local(upload.created_at):%Y%m%d%H%M}.{ext}"
-        response.headers["Content-Disposition"] = f"inline; filename=summary.{ext}; filename*=UTF-8''{quote(name)}"
-        response.headers["Cache-Control"] = "private, no-store"
-        # The bytes were checked to be what the type says (see ``sniff``); the browser must not guess otherwise.
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response
+        return send_private_file(path, mimetype, name, f"summary.{ext}", inline=True)  # bytes checked by ``sniff``

@@ -4,10 +4,9 @@ their progress, counts and verification; building one, downloading it, verifying
 from __future__ import annotations
 
 import os
-from urllib.parse import quote
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, request, send_file, url_for
+from flask import Blueprint, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
@@ -20,6 +19,7 @@ from models.clock import local, now
 from models.org import School
 from models.workflow import WorkflowError
 from views.actions import perform, render_page
+from views.export import send_private_file
 from views.i18n import pick
 
 bp = Blueprint("datapackage", __name__, url_prefix="/cs/package")
@@ -134,13 +134,7 @@ def download(package_id: int):
         abort(404, description=_("数据包文件不存在，请重新生成。"))
     day = local(package.created_at).strftime("%Y%m%d")
     name = f"{package.school.code}-{package.school.name}-{package.kind_name}-{day}.zip"
-    response = send_file(path, mimetype="application/zip", as_attachment=True, download_name="package.zip",
-                         max_age=0)
-    response.headers["Content-Disposition"] = (f"attachment; filename=package-{package.id}.zip; "
-                                               f"filename*=UTF-8''{quote(name)}")
-    response.headers["Cache-Control"] = "private, no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return send_private_file(path, "application/zip", name, f"package-{package.id}.zip")
 
 
 @bp.route("/<int:package_id>/verify", methods=["POST"])

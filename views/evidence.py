@@ -12,7 +12,7 @@ import os
 from urllib.parse import quote
 
 import sqlalchemy as sa
-from flask import Blueprint, Response, abort, flash, redirect, request, send_file, url_for
+from flask import Blueprint, Response, abort, flash, redirect, request, url_for
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 from flask_wtf import FlaskForm
@@ -25,7 +25,7 @@ from models.changsha import EvidenceFile, EvidenceItem, MaterialReview
 from models.clock import local, now
 from models.org import School, SchoolClass, Student
 from views.actions import perform, render_page
-from views.export import XLSX_MIME, printable_sheet
+from views.export import XLSX_MIME, printable_sheet, send_private_file
 from views.i18n import _l, pick
 
 bp = Blueprint("evidence", __name__)
@@ -180,12 +180,7 @@ def download(file_id: int):
     ext = evidence.KIND_EXTENSIONS[f.kind]
     endings = (".jpg", ".jpeg") if f.kind == "jpeg" else (f".{ext}",)
     name = f.filename if f.filename.lower().endswith(endings) else f"{f.filename}.{ext}"
-    response = send_file(path, mimetype=evidence.KIND_MIMETYPES[f.kind], max_age=0)
-    response.headers["Content-Disposition"] = f"inline; filename=evidence.{ext}; filename*=UTF-8''{quote(name)}"
-    response.headers["Cache-Control"] = "private, no-store"
-    # The bytes were checked to be what the type says; the browser must not guess otherwise.
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return send_private_file(path, evidence.KIND_MIMETYPES[f.kind], name, f"evidence.{ext}", inline=True)
 
 
 @bp.route("/evidence/file/<int:file_id>/delete", methods=["POST"])
